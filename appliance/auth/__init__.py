@@ -1,0 +1,1 @@
+"""Authentication: password hashing now; SASL and the one login guard come with submission."""

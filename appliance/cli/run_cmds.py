@@ -1,0 +1,79 @@
+"""`mailstead run` (the engine in the foreground) and `mailstead dev-init` (a dev ./var/)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+from pathlib import Path
+from typing import Any
+
+from appliance import datadir
+from appliance.auth.passwords import Passwords
+from appliance.cli import context
+from appliance.cli.context import CliError
+from appliance.core import log
+from appliance.engine import run_engine
+from appliance.settings import load_settings, render_toml
+from appliance.storage.directory import SqliteDirectory
+from appliance.storage.db import open_database
+from appliance.storage.maildir.store import create_maildir
+
+DEV_DOMAIN = "example.test"
+DEV_ACCOUNT = f"postmaster@{DEV_DOMAIN}"
+DEV_SETTINGS: dict[str, Any] = {
+    "server.hostname": "mail.example.test",
+    "server.dev_mode": True,
+    "paths.data_dir": ".",
+    "listen.address": "127.0.0.1",
+    "listen.smtp_port": 2525,
+    "listen.submission_port": 5870,
+    "listen.submissions_port": 4650,
+    "listen.imap_port": 1430,
+    "listen.imaps_port": 9930,
+    "listen.pop3_port": 1100,
+    "listen.pop3s_port": 9950,
+    "listen.dav_port": 5232,
+    "listen.console_port": 8080,
+}
+
+
+def register(commands: Any) -> None:
+    run = commands.add_parser("run", help="run the mail engine in the foreground")
+    run.set_defaults(handler=run_command)
+    init = commands.add_parser("dev-init", help="create a dev data directory (once)")
+    init.add_argument("directory", help="where to create it, e.g. ./var")
+    init.set_defaults(handler=dev_init_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    current = context.settings(args)
+    log.configure(current.get_str("log.level"))
+    datadir.prepare(current)
+    try:
+        asyncio.run(run_engine(current))
+    except OSError as exc:
+        raise CliError(f"cannot start the engine: {exc}") from exc
+    return 0
+
+
+def dev_init_command(args: argparse.Namespace) -> int:
+    directory = Path(args.directory)
+    config_file = directory / "mailstead.toml"
+    if config_file.exists():
+        print(f"reusing {directory}/ (delete it to start afresh)")
+        return 0
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    config_file.write_text("# Mailstead dev settings, written by `mailstead dev-init`.\n"
+                           + render_toml(DEV_SETTINGS), encoding="utf-8")
+    current = load_settings(config_file)
+    datadir.prepare(current)
+    accounts = SqliteDirectory(open_database(current.data_dir))
+    accounts.add_domain(DEV_DOMAIN)
+    password = secrets.token_urlsafe(15)
+    account = accounts.add_account(DEV_ACCOUNT,
+                                   Passwords.from_settings(current).hash(password))
+    create_maildir(current.data_dir / account.maildir)
+    print(f"created {directory}/ with domain {DEV_DOMAIN}")
+    print(f"account {DEV_ACCOUNT} password (shown once): {password}")
+    return 0

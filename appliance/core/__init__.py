@@ -1,0 +1,1 @@
+"""Pure building blocks shared by every part: addresses, errors, file safety, logging."""

@@ -1,0 +1,1 @@
+"""SMTP: the reply catalogue, pure policy, the aiosmtpd handler and the listeners."""

@@ -1,0 +1,54 @@
+"""Connection admission: totals and per-client-address limits, and the list of live sessions.
+
+The listener asks `admit` when a connection opens and gets the 421 reply to send if it is
+refused; at shutdown the tracker is how the engine reaches every live session.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Protocol
+
+from appliance.smtp import replies
+
+
+class Closable(Protocol):
+    def close_transport(self, reply: str | None = None) -> None: ...
+
+
+class ConnectionTracker:
+    """Counts live connections in all and per client IP; refuses those over the limits."""
+
+    def __init__(self, max_total: int, max_per_ip: int) -> None:
+        self._max_total = max_total
+        self._max_per_ip = max_per_ip
+        self._by_ip: Counter[str] = Counter()
+        self._live: dict[Closable, str] = {}
+        self.closing = False
+
+    def admit(self, session: Closable, ip: str) -> str | None:
+        """Register a new connection; return the 421 reply if it must be refused."""
+        self._live[session] = ip
+        self._by_ip[ip] += 1
+        if self.closing:
+            return replies.SHUTTING_DOWN
+        if len(self._live) > self._max_total:
+            return replies.TOO_MANY_CONNECTIONS
+        if self._by_ip[ip] > self._max_per_ip:
+            return replies.TOO_MANY_FROM_YOU
+        return None
+
+    def release(self, session: Closable) -> None:
+        ip = self._live.pop(session, None)
+        if ip is not None:
+            self._by_ip[ip] -= 1
+            if self._by_ip[ip] <= 0:
+                del self._by_ip[ip]
+
+    @property
+    def live(self) -> int:
+        return len(self._live)
+
+    def close_all(self, reply: str) -> None:
+        for session in list(self._live):
+            session.close_transport(reply)

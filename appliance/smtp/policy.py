@@ -1,0 +1,61 @@
+"""Pure SMTP policy for the MX: recipient decisions and the trace headers we prepend.
+
+No sockets, no disk: the handler asks these functions what to answer and what to write.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from datetime import UTC, datetime
+from dataclasses import dataclass
+
+from appliance.smtp import replies
+from appliance.storage.interfaces import RecipientStatus, Resolution
+
+_UNSAFE_HEADER_TEXT = re.compile(r"[^\x21-\x7e\u0080-\ud7ff\ue000-\U0010ffff]")
+_MAX_HELO_IN_HEADER = 255
+
+
+def recipient_reply(resolution: Resolution) -> str | None:
+    """The rejection for a resolved recipient, or None if it is accepted."""
+    if resolution.status is RecipientStatus.NOT_LOCAL:
+        return replies.RELAY_DENIED
+    if resolution.status is RecipientStatus.UNKNOWN:
+        return replies.UNKNOWN_USER
+    if resolution.status is RecipientStatus.DISABLED:
+        return replies.MAILBOX_DISABLED
+    if resolution.remote:
+        return replies.FORWARDING_UNAVAILABLE
+    return None
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What RFC 5321 section 4.4 asks a receiving server to record."""
+
+    sender: str             # envelope sender, "" for the null reverse-path
+    helo: str
+    client_ip: str
+    hostname: str
+    protocol: str           # "SMTP", "ESMTP", "ESMTPS" (RFC 3848)
+    queue_id: str
+    recipient: str | None   # only when the message has exactly one recipient
+    timestamp: float
+
+
+def trace_headers(trace: Trace) -> bytes:
+    """`Return-Path` and `Received` header lines, LF-terminated, to put above the message."""
+    helo = _UNSAFE_HEADER_TEXT.sub("?", trace.helo)[:_MAX_HELO_IN_HEADER] or "unknown"
+    for_clause = f"\n\tfor <{trace.recipient}>" if trace.recipient else ""
+    literal = f"IPv6:{trace.client_ip}" if ":" in trace.client_ip else trace.client_ip
+    date = email.utils.format_datetime(datetime.fromtimestamp(trace.timestamp, UTC))
+    received = (f"Received: from {helo} ([{literal}])\n"
+                f"\tby {trace.hostname} (Mailstead) with {trace.protocol} id {trace.queue_id}"
+                f"{for_clause};\n\t{date}\n")
+    return f"Return-Path: <{trace.sender}>\n{received}".encode()
+
+
+def to_maildir_lines(content: bytes) -> bytes:
+    """Maildir files use LF line ends: turn the SMTP CRLF line ends into LF."""
+    return content.replace(b"\r\n", b"\n")

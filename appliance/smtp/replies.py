@@ -1,0 +1,82 @@
+"""The SMTP reply catalogue (RFC 5321 codes with RFC 3463 enhanced status codes).
+
+Every reply our code sends comes from here; tests import these names instead of literals.
+`translate` maps aiosmtpd's own built-in replies onto catalogue replies so that clients always
+get enhanced status codes.
+"""
+
+from __future__ import annotations
+
+GREETING_IDENT = "ESMTP Mailstead"
+
+OK = "250 2.0.0 OK"
+SENDER_OK = "250 2.1.0 Sender OK"
+RECIPIENT_OK = "250 2.1.5 Recipient OK"
+QUEUED = "250 2.0.0 OK: queued as {queue_id}"
+BYE = "221 2.0.0 Bye"
+READY_FOR_TLS = "220 2.0.0 Ready to start TLS"
+CANNOT_VRFY = "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery"
+
+BAD_SENDER_SYNTAX = "553 5.1.7 Bad sender address syntax"
+BAD_RECIPIENT_SYNTAX = "553 5.1.3 Bad recipient address syntax"
+UNKNOWN_USER = "550 5.1.1 Recipient address rejected: user unknown"
+MAILBOX_DISABLED = "550 5.2.1 Recipient address rejected: mailbox disabled"
+RELAY_DENIED = "554 5.7.1 Relay access denied"
+FORWARDING_UNAVAILABLE = "451 4.4.0 Forwarding to remote addresses is not available yet"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
+LINE_TOO_LONG = "500 5.5.2 Line too long"
+SYNTAX_ERROR = "500 5.5.2 Syntax error, command unrecognized"
+BAD_SEQUENCE_HELO = "503 5.5.1 Error: send HELO/EHLO first"
+BAD_SEQUENCE_NESTED_MAIL = "503 5.5.1 Error: nested MAIL command"
+BAD_SEQUENCE_NEED_MAIL = "503 5.5.1 Error: need MAIL command"
+BAD_SEQUENCE_NEED_RCPT = "503 5.5.1 Error: need RCPT command"
+AUTH_NOT_ENABLED = "503 5.5.1 Error: authentication not enabled"
+NOT_IMPLEMENTED = "502 5.5.1 Command not implemented"
+PARAMETERS_NOT_RECOGNISED = "555 5.5.4 Parameters not recognized or not implemented"
+NEED_STARTTLS = "530 5.7.0 Must issue a STARTTLS command first"
+TLS_REFUSED = "554 5.7.0 Command refused due to lack of security"
+TLS_UNAVAILABLE = "454 4.7.0 TLS not available"
+TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please retry"
+TIMEOUT = "421 4.4.2 {hostname} Error: timeout exceeded"
+TOO_MANY_CONNECTIONS = "421 4.3.2 {hostname} Too many connections, try again later"
+TOO_MANY_FROM_YOU = "421 4.7.0 {hostname} Too many connections from your address"
+SHUTTING_DOWN = "421 4.3.2 {hostname} Service shutting down, try again later"
+
+# aiosmtpd's built-in replies, by prefix, and what we send instead. Prefixes ending in ":"
+# keep the rest of the original text (it carries the command's syntax help).
+_AIOSMTPD_REPLIES: tuple[tuple[str, str], ...] = (
+    ("250 OK", OK),
+    ("221 Bye", BYE),
+    ("220 Ready to start TLS", READY_FOR_TLS),
+    ("252 Cannot VRFY", CANNOT_VRFY),
+    ("500 Command line too long", LINE_TOO_LONG),
+    ("500 Line too long", LINE_TOO_LONG),
+    ("500 Error: bad syntax", SYNTAX_ERROR),
+    ("500 Error: strict ASCII mode", SYNTAX_ERROR),
+    ("500 Error: command", SYNTAX_ERROR),
+    ("502 EXPN not implemented", NOT_IMPLEMENTED),
+    ("502 Could not VRFY", "502 5.5.4 Could not VRFY the address"),
+    ("503 Error: send", BAD_SEQUENCE_HELO),
+    ("503 Error: nested MAIL", BAD_SEQUENCE_NESTED_MAIL),
+    ("503 Error: need MAIL", BAD_SEQUENCE_NEED_MAIL),
+    ("503 Error: need RCPT", BAD_SEQUENCE_NEED_RCPT),
+    ("552 Error: message size exceeds", MESSAGE_TOO_BIG),
+    ("552 Error: Too much mail data", MESSAGE_TOO_BIG),
+    ("555 ", PARAMETERS_NOT_RECOGNISED),
+    ("554 Command refused due to lack of security", TLS_REFUSED),
+    ("530 Must issue a STARTTLS", NEED_STARTTLS),
+    ("454 TLS not available", TLS_UNAVAILABLE),
+    ("501 Syntax:", "501 5.5.4 Syntax:"),
+    ("501 Error:", "501 5.5.4 Error:"),
+)
+
+
+def translate(reply: str) -> str:
+    """Give an aiosmtpd built-in reply its catalogue form; other replies pass unchanged."""
+    for prefix, replacement in _AIOSMTPD_REPLIES:
+        if reply.startswith(prefix):
+            if prefix.endswith(":"):
+                return replacement + reply[len(prefix):]
+            return replacement
+    return reply

@@ -1,0 +1,89 @@
+"""The SMTP session protocol: aiosmtpd's `SMTP` with our limits, timeouts and reply catalogue.
+
+This subclass holds no policy (that is the handler's job); it only adds what aiosmtpd has no
+hook for: connection admission, a separate DATA timeout, a 421 on timeouts, a configurable
+line limit, and translation of aiosmtpd's built-in replies into catalogue replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AnyStr
+
+from aiosmtpd.smtp import SMTP, Envelope
+
+from appliance.smtp import replies
+from appliance.smtp.connections import ConnectionTracker
+from appliance.smtp.handler import MxEnvelope
+
+
+class MailsteadSMTP(SMTP):
+    """One SMTP connection, with the limits named in the settings."""
+
+    def __init__(self, handler: Any, *, tracker: ConnectionTracker, line_length_limit: int,
+                 data_timeout: float, auth_enabled: bool = False, **kwargs: Any) -> None:
+        # aiosmtpd sizes its StreamReader from this attribute inside __init__.
+        self.line_length_limit = line_length_limit
+        super().__init__(handler, ident=replies.GREETING_IDENT, **kwargs)
+        self._tracker = tracker
+        self._data_timeout = data_timeout
+        self._auth_enabled = auth_enabled
+        self._refusal: str | None = None
+        self._counted = False
+
+    def _create_envelope(self) -> Envelope:
+        return MxEnvelope()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = not self._counted
+        super().connection_made(transport)
+        if first:
+            self._counted = True
+            self._refusal = self._tracker.admit(self, _peer_ip(transport))
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted:
+            self._tracker.release(self)
+            self._counted = False
+        super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        if self._refusal is not None:
+            await self.push(self._refusal.format(hostname=self.hostname))
+            self.close_transport()
+            return
+        await super()._handle_client()
+
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str):
+            status = replies.translate(status)
+        await super().push(status)
+
+    def _timeout_cb(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(replies.TIMEOUT.format(hostname=self.hostname).encode()
+                                 + b"\r\n")
+        super()._timeout_cb()
+
+    async def smtp_DATA(self, arg: str) -> None:
+        self._reset_timeout(self._data_timeout)
+        await super().smtp_DATA(arg)
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        if not self._auth_enabled:
+            await self.push(replies.AUTH_NOT_ENABLED)
+            return
+        await super().smtp_AUTH(arg)
+
+    def close_transport(self, reply: str | None = None) -> None:
+        """Close the connection, first sending `reply` (e.g. a 421 at shutdown) if given."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if reply is not None:
+            self.transport.write(reply.format(hostname=self.hostname).encode() + b"\r\n")
+        self.transport.close()
+
+
+def _peer_ip(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"

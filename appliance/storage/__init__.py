@@ -1,0 +1,1 @@
+"""Storage: the SQLite directory of domains and accounts, and the Maildir mail store."""

@@ -1,0 +1,1 @@
+"""Maildir++ storage: one Maildir per account, written only through `store.MaildirStore`."""

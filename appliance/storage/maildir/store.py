@@ -1,0 +1,99 @@
+"""Delivery into Maildirs as one transaction (tmp/ -> fsync -> new/ -> fsync dir).
+
+One message for several mailboxes is written and fsync'ed once, hard-linked into the other
+mailboxes' tmp/ (copied when a link is impossible), then renamed into each new/. If any step
+fails, every file this delivery made is removed again and the caller gets a DeliveryError, so
+the client sees a temporary failure and no half-delivered copy stays behind.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from appliance.core.errors import DeliveryError
+from appliance.core.fsio import DIRECTORY_SYNC, unique_name, write_new_file
+from appliance.storage.interfaces import Mailbox
+
+SUBDIRS = ("cur", "new", "tmp")
+STALE_TMP_SECONDS = 36 * 3600   # the Maildir convention for abandoned tmp/ files
+TEMP_FAILURE = "451 4.3.0 Temporary failure storing the message, please retry"
+
+
+def create_maildir(path: Path) -> None:
+    """Create a Maildir (cur, new, tmp) with private permissions; no-op if it exists."""
+    for sub in SUBDIRS:
+        (path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+class MaildirStore:
+    """The embedded MailStore: Maildirs under `data_dir`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._data_dir = data_dir
+
+    def maildir(self, mailbox: Mailbox) -> Path:
+        return self._data_dir / mailbox.maildir
+
+    def deliver(self, message: bytes, mailboxes: Sequence[Mailbox]) -> None:
+        """Store `message` in every mailbox durably, or raise DeliveryError leaving nothing."""
+        name = f"{unique_name()},S={len(message)}"
+        made: list[Path] = []
+        try:
+            temps = self._write_temps(message, name, mailboxes, made)
+            finals = [self._publish(temp, made) for temp in temps]
+            for final in finals:
+                DIRECTORY_SYNC.sync(final.parent)
+        except OSError as exc:
+            _remove_all(made)
+            raise DeliveryError(TEMP_FAILURE, f"maildir write failed: {exc}") from exc
+
+    def _write_temps(self, message: bytes, name: str, mailboxes: Sequence[Mailbox],
+                     made: list[Path]) -> list[Path]:
+        temps: list[Path] = []
+        for mailbox in mailboxes:
+            root = self.maildir(mailbox)
+            create_maildir(root)
+            temp = root / "tmp" / name
+            if not temps:
+                write_new_file(temp, message)
+            else:
+                _link_or_copy(temps[0], temp, message)
+            made.append(temp)
+            temps.append(temp)
+        return temps
+
+    @staticmethod
+    def _publish(temp: Path, made: list[Path]) -> Path:
+        final = temp.parent.parent / "new" / temp.name
+        os.rename(temp, final)
+        made[made.index(temp)] = final
+        return final
+
+
+def _link_or_copy(source: Path, target: Path, message: bytes) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        write_new_file(target, message)
+
+
+def _remove_all(paths: list[Path]) -> None:
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def remove_stale_temps(maildir: Path, now: float | None = None) -> int:
+    """Delete tmp/ files older than 36 hours (left by a crash); return how many."""
+    cutoff = (time.time() if now is None else now) - STALE_TMP_SECONDS
+    removed = 0
+    for entry in os.scandir(maildir / "tmp"):
+        if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+            os.unlink(entry.path)
+            removed += 1
+    return removed

@@ -1,0 +1,1 @@
+"""TLS: certificates made with `cryptography`, and the server contexts (TLS 1.2+ only)."""
