@@ -15,8 +15,8 @@ from appliance.cli.context import CliError
 from appliance.core import log
 from appliance.engine import run_engine
 from appliance.settings import load_settings, render_toml
-from appliance.storage.directory import SqliteDirectory
 from appliance.storage.db import open_database
+from appliance.storage.directory import SqliteDirectory
 from appliance.storage.maildir.store import create_maildir
 
 DEV_DOMAIN = "example.test"

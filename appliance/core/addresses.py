@@ -16,7 +16,8 @@ import idna
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\ud7ff\ue000-\U0010ffff]"
 _DOT_STRING = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
 # Quoted-string = DQUOTE *QcontentSMTP DQUOTE; qtextSMTP = %d32-33 / %d35-91 / %d93-126
-_QUOTED_STRING = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\ud7ff\ue000-\U0010ffff]|\\[\x20-\x7e])*"')
+_QUOTED_STRING = re.compile(
+    r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\ud7ff\ue000-\U0010ffff]|\\[\x20-\x7e])*"')
 _MAX_LOCAL = 64      # RFC 5321 4.5.3.1.1
 _MAX_DOMAIN = 255    # RFC 5321 4.5.3.1.2
 _MAX_PATH = 256      # RFC 5321 4.5.3.1.3

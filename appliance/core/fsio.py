@@ -8,6 +8,7 @@ together cost one directory flush instead of one each.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -57,10 +58,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 
 def _unlink_quietly(path: Path) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def unique_name() -> str:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import email.utils
 import re
-from datetime import UTC, datetime
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from appliance.smtp import replies
 from appliance.storage.interfaces import RecipientStatus, Resolution

@@ -60,10 +60,8 @@ class MailsteadSMTP(SMTP):
         await super().push(status)
 
     def _timeout_cb(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(replies.TIMEOUT.format(hostname=self.hostname).encode()
-                                 + b"\r\n")
-        super()._timeout_cb()
+        _send_line(self.transport, replies.TIMEOUT.format(hostname=self.hostname))
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
 
     async def smtp_DATA(self, arg: str) -> None:
         self._reset_timeout(self._data_timeout)
@@ -80,10 +78,16 @@ class MailsteadSMTP(SMTP):
         if self.transport is None or self.transport.is_closing():
             return
         if reply is not None:
-            self.transport.write(reply.format(hostname=self.hostname).encode() + b"\r\n")
+            _send_line(self.transport, reply.format(hostname=self.hostname))
         self.transport.close()
 
 
 def _peer_ip(transport: asyncio.BaseTransport) -> str:
     peer = transport.get_extra_info("peername")
     return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+
+
+def _send_line(transport: asyncio.BaseTransport | None, line: str) -> None:
+    """Write one reply line straight to the transport (used where no coroutine can run)."""
+    if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+        transport.write(line.encode() + b"\r\n")

@@ -8,6 +8,7 @@ the client sees a temporary failure and no half-delivered copy stays behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -82,10 +83,8 @@ def _link_or_copy(source: Path, target: Path, message: bytes) -> None:
 
 def _remove_all(paths: list[Path]) -> None:
     for path in paths:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        except FileNotFoundError:
-            pass
 
 
 def remove_stale_temps(maildir: Path, now: float | None = None) -> int:

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Mailstead build script: the one entry point for newcomers, developers and CI.
+#
+#   ./build.sh run     start the appliance in dev mode on loopback (data in ./var/)
+#   ./build.sh test    install what the tests need and run the whole suite
+#   ./build.sh image   build the OS image (not built yet: see issue 8)
+#   ./build.sh help    this text
+#
+# Works on a fresh Debian 12 with only python3: it installs python3-venv (and the Debian
+# packages the tests use) with apt-get when it runs as root, and everything else with pip
+# into ./.venv. Every step is idempotent.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+VENV=$ROOT/.venv
+PY=$VENV/bin/python
+DEV_DATA=$ROOT/var
+TEST_DEBS=(swaks)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
+
+usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+
+apt_install() {
+    # Install Debian packages that are missing; needs root (or says what to run).
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        die "missing Debian packages: ${missing[*]} (run: sudo apt-get install ${missing[*]})"
+    fi
+    say "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
+        apt-get update -q >/dev/null
+        apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    }
+}
+
+python_bin() {
+    # The interpreter for the venv: python3 >= 3.11.
+    command -v python3 >/dev/null || die "python3 is required (apt-get install python3)"
+    python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        || die "Python 3.11 or newer is required, found $(python3 --version)"
+    echo python3
+}
+
+ensure_venv() {
+    # Create ./.venv and install the project (with extras "$1", may be empty) when needed.
+    local extras=$1 python stamp want
+    python=$(python_bin)
+    if [ ! -x "$PY" ]; then
+        if ! "$python" -m venv "$VENV" >/dev/null 2>&1; then
+            rm -rf "$VENV"
+            apt_install python3-venv
+            "$python" -m venv "$VENV" || die "cannot create $VENV"
+        fi
+    fi
+    stamp=$VENV/.mailstead-installed
+    want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1) ${extras:-none}"
+    if [ -f "$stamp" ] && { [ "$(cat "$stamp")" = "$want" ] \
+            || { [ -z "$extras" ] && grep -q "^${want%% *} " "$stamp"; }; }; then
+        return 0
+    fi
+    say "installing Mailstead${extras:+ with [$extras]} into .venv"
+    "$PY" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+    "$PY" -m pip install -q --disable-pip-version-check -e "$ROOT${extras:+[$extras]}"
+    echo "$want" > "$stamp"
+}
+
+cmd_run() {
+    ensure_venv ""
+    "$VENV/bin/mailstead" dev-init "$DEV_DATA"
+    cat <<EOF
+
+Mailstead dev engine (data in ./var/, settings in ./var/mailstead.toml)
+  SMTP MX     127.0.0.1:2525  (STARTTLS with a self-signed certificate)
+  accounts    ./.venv/bin/mailstead account list   (domain example.test)
+
+Send a test message from another terminal:
+  swaks --server 127.0.0.1:2525 --to postmaster@example.test
+  python3 -c 'import smtplib; smtplib.SMTP("127.0.0.1", 2525).sendmail("me@example.org", ["postmaster@example.test"], "Subject: hi\r\n\r\nhello\r\n")'
+It lands in ./var/mail/example.test/postmaster/new/. Stop the engine with Ctrl-C.
+
+EOF
+    exec "$VENV/bin/mailstead" --config "$DEV_DATA/mailstead.toml" run
+}
+
+cmd_test() {
+    apt_install "${TEST_DEBS[@]}"
+    ensure_venv "test"
+    cd "$ROOT"
+    local status=0
+    say "ruff"
+    "$VENV/bin/ruff" check . || status=1
+    say "mypy"
+    "$VENV/bin/mypy" || status=1
+    say "pytest"
+    "$VENV/bin/pytest" "$@" || status=$?
+    return "$status"
+}
+
+cmd_image() {
+    die "the OS image is not built yet (issue 8: the appliance image); nothing was made"
+}
+
+case "${1:-help}" in
+    run) shift; cmd_run "$@" ;;
+    test) shift; cmd_test "$@" ;;
+    image) shift; cmd_image "$@" ;;
+    help|-h|--help) usage ;;
+    *) usage >&2; exit 2 ;;
+esac
