@@ -20,7 +20,7 @@ from appliance.smtp.handler import MxHandler
 from appliance.smtp.session import MailsteadSMTP
 from appliance.storage.db import open_database
 from appliance.storage.directory import SqliteDirectory
-from appliance.storage.maildir.store import MaildirStore
+from appliance.storage.maildir.store import MaildirStore, sweep_stale_temps
 from appliance.tls.contexts import server_context
 
 DELIVERY_THREADS = 32   # fsyncs wait on the disk, not the CPU: let many run at once
@@ -64,10 +64,11 @@ async def start_mx(settings: Settings, executor: ThreadPoolExecutor) -> Listener
 
 
 async def shutdown(listeners: list[Listener], grace: float) -> None:
-    """Stop accepting, wait up to `grace` seconds for sessions, then close the rest."""
+    """Stop accepting, close idle sessions, give transactions `grace` seconds, close the rest."""
     for listener in listeners:
         listener.tracker.closing = True
         listener.server.close()
+        listener.tracker.close_all(replies.SHUTTING_DOWN, idle_only=True)
     deadline = asyncio.get_running_loop().time() + grace
     while any(listener.tracker.live for listener in listeners):
         if asyncio.get_running_loop().time() >= deadline:
@@ -86,8 +87,17 @@ async def run_engine(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     with ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="deliver") as executor:
         listeners = [await start_mx(settings, executor)]
+        sweep = loop.run_in_executor(executor, sweep_stale_temps, settings.data_dir / "mail")
+        sweep.add_done_callback(_log_sweep)
         log.event("engine.ready", hostname=settings.get_str("server.hostname"))
         await stop.wait()
         log.event("engine.stopping", sessions=sum(x.tracker.live for x in listeners))
         await shutdown(listeners, settings.get_int("limits.shutdown_grace"))
     log.event("engine.stopped")
+
+
+def _log_sweep(done: asyncio.Future[int]) -> None:
+    if done.exception() is not None:
+        log.error("maildir.sweep_failed", done.exception())
+    else:
+        log.event("maildir.swept", stale_temp_files=done.result())

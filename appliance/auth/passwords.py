@@ -43,6 +43,10 @@ class Passwords:
         check_password_rules(password)
         return self._hasher.hash(password)
 
+    def rehash(self, password: str) -> str:
+        """A new hash of an already accepted password with the current parameters."""
+        return self._hasher.hash(password)
+
     def verify(self, stored_hash: str, password: str) -> Verdict:
         """Check `password` against `stored_hash`; never raises for a wrong password."""
         if len(password) > MAX_PASSWORD_LENGTH:

@@ -1,4 +1,4 @@
-"""`mailstead config show`: the effective settings, secrets masked."""
+"""`mailstead config show|reference`: the effective settings, and the schema as Markdown."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from appliance.cli import context
-from appliance.settings import render_toml
+from appliance.settings import reference_table, render_toml
 
 
 def register(commands: Any) -> None:
@@ -14,6 +14,9 @@ def register(commands: Any) -> None:
     sub = config.add_subparsers(dest="action", required=True, metavar="ACTION")
     show = sub.add_parser("show", help="print the effective settings (secrets masked)")
     show.set_defaults(handler=show_config)
+    reference = sub.add_parser(
+        "reference", help="print every setting with its default as a Markdown table")
+    reference.set_defaults(handler=show_reference)
 
 
 def show_config(args: argparse.Namespace) -> int:
@@ -21,4 +24,10 @@ def show_config(args: argparse.Namespace) -> int:
     source = current.source if current.source is not None else "built-in defaults"
     print(f"# effective settings (file: {source}; data_dir: {current.data_dir})")
     print(render_toml(current.redacted()), end="")
+    return 0
+
+
+def show_reference(args: argparse.Namespace) -> int:
+    """Print the schema's reference table; it reads no settings file and no environment."""
+    print(reference_table())
     return 0

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from appliance.auth.passwords import Passwords
+from appliance.auth.verify import AccountVerifier
 from appliance.cli import context
 from appliance.cli.context import CliError
 from appliance.storage.maildir.store import create_maildir
@@ -39,6 +40,8 @@ def _register_account(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--quota", type=int, default=0, metavar="BYTES", help="0 = no limit")
     sub.add_parser("list", help="list accounts").add_argument("domain", nargs="?")
     sub.add_parser("passwd", help="set a new password").add_argument("address")
+    sub.add_parser("verify", help="check a password (exit 0 if it matches, 1 if not)"
+                   ).add_argument("address")
     sub.add_parser("disable", help="stop login and delivery").add_argument("address")
     sub.add_parser("enable", help="allow login and delivery again").add_argument("address")
     remove = sub.add_parser("remove", help="remove an account (mail is kept unless --purge)")
@@ -80,6 +83,11 @@ def account_command(args: argparse.Namespace) -> int:
             state = "enabled" if account.enabled else "disabled"
             print(f"{account.address}\t{state}\tquota={account.quota_bytes}\t{account.maildir}")
         return 0
+    if args.action == "verify":
+        verifier = AccountVerifier(directory, Passwords.from_settings(current))
+        ok = verifier.verify(args.address, read_password())
+        print("password matches" if ok else "password does not match (or account disabled)")
+        return 0 if ok else 1
     if args.action in ("add", "passwd"):
         hashed = Passwords.from_settings(current).hash(read_new_password())
         if args.action == "add":
@@ -115,6 +123,13 @@ def alias_command(args: argparse.Namespace) -> int:
         count = directory.remove_alias(args.source, args.target)
         print(f"removed {count} alias target(s) of {args.source}")
     return 0
+
+
+def read_password() -> str:
+    """One password from a prompt, or the first line of standard input."""
+    if sys.stdin.isatty():
+        return getpass.getpass("Password: ")
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 def read_new_password() -> str:

@@ -13,6 +13,9 @@ from appliance.smtp import replies
 
 
 class Closable(Protocol):
+    @property
+    def in_transaction(self) -> bool: ...
+
     def close_transport(self, reply: str | None = None) -> None: ...
 
 
@@ -49,6 +52,8 @@ class ConnectionTracker:
     def live(self) -> int:
         return len(self._live)
 
-    def close_all(self, reply: str) -> None:
+    def close_all(self, reply: str, idle_only: bool = False) -> None:
+        """Close live sessions with `reply`; with `idle_only`, spare those mid-transaction."""
         for session in list(self._live):
-            session.close_transport(reply)
+            if not (idle_only and session.in_transaction):
+                session.close_transport(reply)

@@ -21,6 +21,8 @@ from appliance.core.ids import new_queue_id
 from appliance.smtp import policy, replies
 from appliance.storage.interfaces import Directory, Mailbox, MailStore, Resolution
 
+NULL_SENDER = "<>"   # RFC 5321 4.5.5: the reverse-path of bounces and auto-replies
+
 
 class MxEnvelope(Envelope):
     """aiosmtpd's envelope plus what the MX learnt about each recipient."""
@@ -49,13 +51,13 @@ class MxHandler:
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
-        if address not in ("", "<>"):
+        if address in ("", NULL_SENDER):
+            address = NULL_SENDER     # aiosmtpd tells "no MAIL yet" by a false mail_from
+        else:
             try:
                 address = str(parse_address(address))
             except AddressError:
                 return replies.BAD_SENDER_SYNTAX
-        else:
-            address = ""
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return replies.SENDER_OK
@@ -110,7 +112,8 @@ class MxHandler:
             "S" if session.ssl is not None else "")
         only = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
         return policy.trace_headers(policy.Trace(
-            sender=envelope.mail_from or "", helo=session.host_name or "",
+            sender="" if envelope.mail_from == NULL_SENDER else envelope.mail_from or "",
+            helo=session.host_name or "",
             client_ip=_client_ip(session), hostname=self._hostname, protocol=protocol,
             queue_id=queue_id, recipient=only, timestamp=time.time()))
 

@@ -73,6 +73,11 @@ class MailsteadSMTP(SMTP):
             return
         await super().smtp_AUTH(arg)
 
+    @property
+    def in_transaction(self) -> bool:
+        """True between MAIL FROM and the end of DATA (or RSET)."""
+        return self.envelope is not None and self.envelope.mail_from is not None
+
     def close_transport(self, reply: str | None = None) -> None:
         """Close the connection, first sending `reply` (e.g. a 421 at shutdown) if given."""
         if self.transport is None or self.transport.is_closing():

@@ -117,7 +117,10 @@ class SqliteDirectory:
 
     def password_hash(self, address: str) -> str | None:
         """The stored hash for an enabled account, or None (unknown or disabled)."""
-        row = self._account_row(parse_address(address))
+        try:
+            row = self._account_row(parse_address(address))
+        except AddressError:
+            return None
         return str(row["password_hash"]) if row is not None and row["enabled"] else None
 
     def list_accounts(self, domain: str | None = None) -> list[Account]:

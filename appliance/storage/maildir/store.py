@@ -96,3 +96,13 @@ def remove_stale_temps(maildir: Path, now: float | None = None) -> int:
             os.unlink(entry.path)
             removed += 1
     return removed
+
+
+def sweep_stale_temps(mail_root: Path) -> int:
+    """Run `remove_stale_temps` over every Maildir (and Maildir++ folder) under `mail_root`."""
+    removed = 0
+    for tmp in mail_root.glob("*/*/tmp"):
+        removed += remove_stale_temps(tmp.parent)
+    for tmp in mail_root.glob("*/*/.*/tmp"):
+        removed += remove_stale_temps(tmp.parent)
+    return removed
