@@ -70,7 +70,7 @@ async def shutdown(listeners: list[Listener], grace: float) -> None:
         listener.server.close()
         listener.tracker.close_all(replies.SHUTTING_DOWN, idle_only=True)
     deadline = asyncio.get_running_loop().time() + grace
-    while any(listener.tracker.live for listener in listeners):
+    while any(listener.tracker.busy for listener in listeners):
         if asyncio.get_running_loop().time() >= deadline:
             break
         await asyncio.sleep(0.05)

@@ -49,7 +49,8 @@ class Setting:
         if self.kind is int:
             return f"an integer from {self.minimum} to {self.maximum}"
         if self.path:
-            return "a file system path (relative paths are relative to the config file)"
+            start = "the config file's directory" if self.section == "paths" else "data_dir"
+            return f"a file system path (a relative path starts at {start})"
         return "a non-empty string"
 
 
@@ -60,7 +61,8 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("server", "hostname", str, "localhost",
             "Name this server uses in its SMTP greeting and Received headers."),
     Setting("server", "dev_mode", bool, False,
-            "Development mode: loopback only, relaxed TLS rules for local tests."),
+            "Development instance (set by `mailstead dev-init`); later listeners use it to "
+            "allow password logins without TLS from loopback only."),
     Setting("paths", "data_dir", str, "/var/lib/mailstead",
             "Directory with mailstead.db, mail/, queue/, tls/ and dkim/.", path=True),
     Setting("listen", "address", str, "0.0.0.0",
@@ -192,7 +194,11 @@ def _flatten_toml(document: Mapping[str, Any], origin: str) -> dict[str, Any]:
     """`{section: {key: value}}` to `{"section.key": value}`, refusing unknown names."""
     flat: dict[str, Any] = {}
     for section, table in document.items():
-        if section not in SECTIONS or not isinstance(table, dict):
+        if not isinstance(table, dict):
+            raise SettingsError(f"{origin}: {section} = {table!r} is outside any section: "
+                                "expected a key under one of " + ", ".join(
+                                    f"[{name}]" for name in SECTIONS))
+        if section not in SECTIONS:
             raise SettingsError(f"{origin}: unknown section [{section}]: expected one of "
                                 + ", ".join(SECTIONS))
         for key, value in table.items():
@@ -264,8 +270,16 @@ def _toml_scalar(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
+    return '"' + "".join(_toml_char(c) for c in str(value)) + '"'
+
+
+def _toml_char(char: str) -> str:
+    """One character of a TOML basic string: control characters (but tab) must be escaped."""
+    if char in '\\"':
+        return "\\" + char
+    if (ord(char) < 32 and char != "\t") or ord(char) == 127:
+        return f"\\u{ord(char):04X}"
+    return char
 
 
 def reference_table() -> str:

@@ -37,7 +37,8 @@ def _register_account(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = sub.add_parser("add", help="add an account (password from prompt or stdin)")
     add.add_argument("address")
-    add.add_argument("--quota", type=int, default=0, metavar="BYTES", help="0 = no limit")
+    add.add_argument("--quota", type=_byte_count, default=0, metavar="BYTES",
+                     help="0 = no limit")
     sub.add_parser("list", help="list accounts").add_argument("domain", nargs="?")
     sub.add_parser("passwd", help="set a new password").add_argument("address")
     sub.add_parser("verify", help="check a password (exit 0 if it matches, 1 if not)"
@@ -143,3 +144,11 @@ def read_new_password() -> str:
     if first != second:
         raise CliError("the two passwords differ")
     return first
+
+
+def _byte_count(text: str) -> int:
+    """argparse type for sizes: a non-negative integer."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative: expected 0 or more bytes")
+    return value

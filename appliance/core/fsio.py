@@ -79,8 +79,11 @@ def safe_component(name: str) -> str:
     for index, char in enumerate(name):
         plain = char.isascii() and (char.isalnum() or char in _SAFE_EXTRA
                                     or (char == "." and index > 0))
-        out.append(char if plain else "".join(f"%{b:02X}" for b in char.encode("utf-8")))
-    return "".join(out) or "%00"
+        # surrogatepass: lone surrogates (surrogateescape input) get distinct escapes too
+        raw = char.encode("utf-8", "surrogatepass")
+        out.append(char if plain else "".join(f"%{b:02X}" for b in raw))
+    # "" needs a name no other input gives: a lone "%" (every other "%" starts "%XX").
+    return "".join(out) or "%"
 
 
 class DirectorySync:

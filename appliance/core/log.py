@@ -46,9 +46,14 @@ def configure(level: str = "info") -> None:
 
 def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one event with its fields (no bodies, no secrets)."""
-    _LOGGER.log(level, name, extra=fields)
+    _LOGGER.log(level, name, extra=_safe_fields(fields))
 
 
 def error(name: str, exc: BaseException | None = None, **fields: Any) -> None:
     """Log a failure; with `exc` the exception's type and text are recorded too."""
-    _LOGGER.error(name, extra=fields, exc_info=exc)
+    _LOGGER.error(name, extra=_safe_fields(fields), exc_info=exc)
+
+
+def _safe_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """Rename fields that would clash with LogRecord attributes (logging refuses those)."""
+    return {(f"{k}_" if k in _RESERVED or k == "message" else k): v for k, v in fields.items()}

@@ -52,6 +52,11 @@ class ConnectionTracker:
     def live(self) -> int:
         return len(self._live)
 
+    @property
+    def busy(self) -> int:
+        """Sessions in the middle of a mail transaction (what shutdown waits for)."""
+        return sum(1 for session in self._live if session.in_transaction)
+
     def close_all(self, reply: str, idle_only: bool = False) -> None:
         """Close live sessions with `reply`; with `idle_only`, spare those mid-transaction."""
         for session in list(self._live):

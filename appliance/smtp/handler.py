@@ -12,7 +12,7 @@ import time
 from concurrent.futures import Executor
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
 from appliance.core import log
 from appliance.core.addresses import AddressError, parse_address
@@ -104,7 +104,10 @@ class MxHandler:
         return replies.QUEUED.format(queue_id=queue_id)
 
     async def handle_exception(self, error: Exception) -> str:
-        log.error("smtp.internal_error", error)
+        if isinstance(error, TLSSetupException):     # the client's handshake failed
+            log.event("smtp.tls_failed", reason=str(error.__cause__ or error))
+        else:
+            log.error("smtp.internal_error", error)
         return replies.TEMPORARY_FAILURE
 
     def _trace(self, session: Session, envelope: MxEnvelope, queue_id: str) -> bytes:

@@ -6,14 +6,12 @@ No sockets, no disk: the handler asks these functions what to answer and what to
 from __future__ import annotations
 
 import email.utils
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from appliance.smtp import replies
 from appliance.storage.interfaces import RecipientStatus, Resolution
 
-_UNSAFE_HEADER_TEXT = re.compile(r"[^\x21-\x7e\u0080-\ud7ff\ue000-\U0010ffff]")
 _MAX_HELO_IN_HEADER = 255
 
 
@@ -46,7 +44,7 @@ class Trace:
 
 def trace_headers(trace: Trace) -> bytes:
     """`Return-Path` and `Received` header lines, LF-terminated, to put above the message."""
-    helo = _UNSAFE_HEADER_TEXT.sub("?", trace.helo)[:_MAX_HELO_IN_HEADER] or "unknown"
+    helo = _header_token(trace.helo)[:_MAX_HELO_IN_HEADER] or "unknown"
     for_clause = f"\n\tfor <{trace.recipient}>" if trace.recipient else ""
     literal = f"IPv6:{trace.client_ip}" if ":" in trace.client_ip else trace.client_ip
     date = email.utils.format_datetime(datetime.fromtimestamp(trace.timestamp, UTC))
@@ -54,6 +52,15 @@ def trace_headers(trace: Trace) -> bytes:
                 f"\tby {trace.hostname} (Mailstead) with {trace.protocol} id {trace.queue_id}"
                 f"{for_clause};\n\t{date}\n")
     return f"Return-Path: <{trace.sender}>\n{received}".encode()
+
+
+def _header_token(text: str) -> str:
+    """Client text made safe for one header token: only visible characters survive.
+
+    Not just CR and LF: C1 controls (NEL), U+2028/U+2029 and other Unicode spaces end lines
+    or split tokens for some mail software, so anything not printable or blank becomes "?".
+    """
+    return "".join(c if c.isprintable() and not c.isspace() else "?" for c in text)
 
 
 def to_maildir_lines(content: bytes) -> bytes:

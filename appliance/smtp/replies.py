@@ -37,6 +37,7 @@ PARAMETERS_NOT_RECOGNISED = "555 5.5.4 Parameters not recognized or not implemen
 NEED_STARTTLS = "530 5.7.0 Must issue a STARTTLS command first"
 TLS_REFUSED = "554 5.7.0 Command refused due to lack of security"
 TLS_UNAVAILABLE = "454 4.7.0 TLS not available"
+TLS_ALREADY_ACTIVE = "503 5.5.1 Error: TLS already active"
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please retry"
 TIMEOUT = "421 4.4.2 {hostname} Error: timeout exceeded"
 TOO_MANY_CONNECTIONS = "421 4.3.2 {hostname} Too many connections, try again later"
@@ -69,6 +70,16 @@ _AIOSMTPD_REPLIES: tuple[tuple[str, str], ...] = (
     ("454 TLS not available", TLS_UNAVAILABLE),
     ("501 Syntax:", "501 5.5.4 Syntax:"),
     ("501 Error:", "501 5.5.4 Error:"),
+    ("250 Syntax:", "250 2.0.0 Syntax:"),                           # HELP command
+    ("250 Supported commands:", "250 2.0.0 Supported commands:"),
+    ("501 Supported commands:", "501 5.5.4 Supported commands:"),
+    ("501 Not enough value", "501 5.5.4 Syntax: AUTH mechanism [initial-response]"),
+    ("501 Too many values", "501 5.5.4 Syntax: AUTH mechanism [initial-response]"),
+    ("503 Already authenticated", "503 5.5.1 Error: already authenticated"),
+    # An exception escaped handle_exception: unknown errors are temporary (STYLE.md 7),
+    # and the exception text is for the log, not for the client.
+    ("500 Error: (", TEMPORARY_FAILURE),
+    ("500 Error: Cannot describe error", TEMPORARY_FAILURE),
 )
 
 

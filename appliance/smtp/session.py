@@ -2,7 +2,8 @@
 
 This subclass holds no policy (that is the handler's job); it only adds what aiosmtpd has no
 hook for: connection admission, a separate DATA timeout, a 421 on timeouts, a configurable
-line limit, and translation of aiosmtpd's built-in replies into catalogue replies.
+line limit, one STARTTLS per session, a guard on its address parser, and translation of
+aiosmtpd's built-in replies into catalogue replies.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import SMTP, Envelope, syntax
 
 from appliance.smtp import replies
 from appliance.smtp.connections import ConnectionTracker
@@ -22,8 +23,10 @@ class MailsteadSMTP(SMTP):
 
     def __init__(self, handler: Any, *, tracker: ConnectionTracker, line_length_limit: int,
                  data_timeout: float, auth_enabled: bool = False, **kwargs: Any) -> None:
-        # aiosmtpd sizes its StreamReader from this attribute inside __init__.
-        self.line_length_limit = line_length_limit
+        # aiosmtpd sizes its StreamReader from this attribute inside __init__, and checks DATA
+        # lines against it before removing the transparency dot (RFC 5321 4.5.2): one octet
+        # more, so that a longest legal line that starts with "." is not refused.
+        self.line_length_limit = line_length_limit + 1
         super().__init__(handler, ident=replies.GREETING_IDENT, **kwargs)
         self._tracker = tracker
         self._data_timeout = data_timeout
@@ -33,6 +36,14 @@ class MailsteadSMTP(SMTP):
 
     def _create_envelope(self) -> Envelope:
         return MxEnvelope()
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # The stdlib parser behind aiosmtpd raises IndexError on some truncated paths
+        # ("<alice@", "<\""): a malformed address (553 / 502), not an internal error (451).
+        try:
+            return super()._getaddr(arg)
+        except IndexError:
+            return None, None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = not self._counted
@@ -63,9 +74,24 @@ class MailsteadSMTP(SMTP):
         _send_line(self.transport, replies.TIMEOUT.format(hostname=self.hostname))
         super()._timeout_cb()  # type: ignore[no-untyped-call]
 
+    @syntax("DATA")   # an override loses aiosmtpd's HELP text unless it is declared again
     async def smtp_DATA(self, arg: str) -> None:
         self._reset_timeout(self._data_timeout)
-        await super().smtp_DATA(arg)
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            if self.transport is not None:     # between commands the idle timer applies again
+                self._reset_timeout()
+        if self._tracker.closing:              # shutting down: no new transaction after this
+            self.close_transport(replies.SHUTTING_DOWN)
+
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        # RFC 3207 4.2: no second TLS layer; aiosmtpd would answer 220 and break the session.
+        if self._tls_protocol is not None:
+            await self.push(replies.TLS_ALREADY_ACTIVE)
+            return
+        await super().smtp_STARTTLS(arg)
 
     async def smtp_AUTH(self, arg: str) -> None:
         if not self._auth_enabled:

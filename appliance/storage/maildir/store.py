@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from appliance.core.errors import DeliveryError
@@ -55,13 +55,11 @@ class MaildirStore:
                      made: list[Path]) -> list[Path]:
         temps: list[Path] = []
         for mailbox in mailboxes:
-            root = self.maildir(mailbox)
-            create_maildir(root)
-            temp = root / "tmp" / name
+            temp = self.maildir(mailbox) / "tmp" / name
             if not temps:
-                write_new_file(temp, message)
+                _in_maildir(temp, write_new_file, temp, message)
             else:
-                _link_or_copy(temps[0], temp, message)
+                _in_maildir(temp, _link_or_copy, temps[0], temp, message)
             made.append(temp)
             temps.append(temp)
         return temps
@@ -69,9 +67,22 @@ class MaildirStore:
     @staticmethod
     def _publish(temp: Path, made: list[Path]) -> Path:
         final = temp.parent.parent / "new" / temp.name
-        os.rename(temp, final)
+        _in_maildir(temp, os.rename, temp, final)
         made[made.index(temp)] = final
         return final
+
+
+def _in_maildir(temp: Path, step: Callable[..., object], *args: object) -> None:
+    """Run `step(*args)` on `temp`, a tmp/ file; if a folder is missing, make the Maildir, retry.
+
+    Accounts get their Maildir when they are created, so checking (3 mkdir + 3 stat calls)
+    before every delivery would cost syscalls for nothing; a missing one is made on demand.
+    """
+    try:
+        step(*args)
+    except FileNotFoundError:
+        create_maildir(temp.parent.parent)
+        step(*args)
 
 
 def _link_or_copy(source: Path, target: Path, message: bytes) -> None:

@@ -1,0 +1,303 @@
+"""Run every `smtp/*.txt` transcript against a real engine over a raw loopback socket.
+
+A transcript is a header of setup directives, then the conversation:
+
+    # comment (anywhere)
+    ! setting limits.max_message_size = 4096   engine setting (one engine per distinct set)
+    ! domain example.test                      a local domain
+    ! account alice@example.test               an account (its domain is added if needed)
+    ! disabled carol@example.test              an account that is disabled
+    ! alias list@example.test bob@example.test an alias (source `@domain` is the catch-all)
+    C: EHLO client.example.org                 a line the client sends (CRLF added)
+    S: 250-{hostname}                          a line the server must send
+
+Consecutive `C:` lines are sent in one write (pipelining), then the `S:` lines after them are
+read one by one. In `S:` lines, `{NAME}` is the reply `NAME` from `appliance.smtp.replies` (the
+catalogue: a catalogue reply must be written this way, never spelled out), `{hostname}` the
+server's name, `{queue_id}` any queue id, and a trailing `*` matches any rest of the line.
+`S: <closed>` expects the server to close the connection. Transcripts sharing settings share
+an engine; the directory is emptied before each one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from appliance.smtp import replies
+from appliance.storage.directory import DirectoryError
+from harness.engine import EngineProcess
+from harness.smtp_wire import ConnectionClosed, SMTPWire
+
+HERE = Path(__file__).parent / "smtp"
+HOSTNAME = "mx.transcripts.test"
+CLOSED = "<closed>"
+READ_TIMEOUT = 5.0
+CATALOGUE: dict[str, str] = {
+    name: value for name, value in vars(replies).items()
+    if name.isupper() and isinstance(value, str)
+}
+_PLACEHOLDER = re.compile(r"(\{[A-Za-z_]+\})")
+_FIELDS = {"{hostname}": re.escape(HOSTNAME), "{queue_id}": "[0-9A-Z]{8,20}"}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One `C:` or `S:` line of a transcript."""
+
+    kind: str      # "C" or "S"
+    text: str      # as written after the "C: " / "S: "
+
+    def render(self) -> str:
+        return f"{self.kind}: {self.text}"
+
+
+@dataclass
+class Transcript:
+    """A parsed transcript file."""
+
+    name: str
+    settings: dict[str, int | str] = field(default_factory=dict)
+    setup: list[tuple[str, ...]] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+
+
+class TranscriptError(ValueError):
+    """The transcript file itself is malformed."""
+
+
+def parse(path: Path) -> Transcript:
+    """Read a transcript file; raise TranscriptError naming the line for a bad one."""
+    transcript = Transcript(path.stem)
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        where = f"{path.name}:{number}"
+        if not raw.strip() or raw.startswith("#"):
+            continue
+        if raw.startswith(("C: ", "S: ")) or raw in ("C:", "S:"):
+            step = Step(raw[0], raw[3:])
+            if step.kind == "S":
+                _check_expectation(step.text, where)
+            transcript.steps.append(step)
+        elif raw.startswith("! "):
+            _directive(transcript, raw[2:].split(), where)
+        else:
+            raise TranscriptError(f"{where}: expected 'C: ', 'S: ', '! ' or '#': {raw!r}")
+    if not transcript.steps:
+        raise TranscriptError(f"{path.name}: no conversation")
+    return transcript
+
+
+def _directive(transcript: Transcript, words: list[str], where: str) -> None:
+    if transcript.steps:
+        raise TranscriptError(f"{where}: setup directives belong before the conversation")
+    if words[:1] == ["setting"] and len(words) == 4 and words[2] == "=":
+        value: int | str = int(words[3]) if words[3].isdigit() else words[3]
+        transcript.settings[words[1].replace(".", "__")] = value
+    elif (words[:1] in (["domain"], ["account"], ["disabled"]) and len(words) == 2) or (
+            words[:1] == ["alias"] and len(words) == 3):
+        transcript.setup.append(tuple(words))
+    else:
+        raise TranscriptError(f"{where}: unknown directive {' '.join(words)!r}")
+
+
+def _check_expectation(text: str, where: str) -> None:
+    """Placeholders must be known, and catalogue replies must be named, not spelled out."""
+    for token in _PLACEHOLDER.findall(text):
+        if token not in _FIELDS and token[1:-1] not in CATALOGUE:
+            raise TranscriptError(f"{where}: unknown placeholder {token}")
+    for name, value in CATALOGUE.items():
+        if text == value.replace("{hostname}", HOSTNAME):
+            raise TranscriptError(f"{where}: write {{{name}}} instead of the catalogue text")
+
+
+def pattern(text: str) -> re.Pattern[str]:
+    """The regular expression an `S:` line stands for."""
+    wildcard = text.endswith("*")
+    body = text[:-1] if wildcard else text
+    parts: list[str] = []
+    for token in _PLACEHOLDER.split(body):
+        if token in _FIELDS:
+            parts.append(_FIELDS[token])
+        elif token.startswith("{") and token[1:-1] in CATALOGUE:
+            parts.append(pattern(CATALOGUE[token[1:-1]]).pattern)
+        else:
+            parts.append(re.escape(token))
+    return re.compile("".join(parts) + (".*" if wildcard else ""))
+
+
+def converse(transcript: Transcript, port: int) -> list[str]:
+    """Play the transcript; return what happened, in the transcript's own notation.
+
+    Lines that matched are rendered exactly as written, so a diff against the file shows
+    only the differences. At the first mismatch the rest of what the server sends is kept.
+    """
+    seen: list[str] = []
+    steps = transcript.steps
+    with SMTPWire(port, timeout=READ_TIMEOUT) as wire:
+        index = 0
+        while index < len(steps):
+            if steps[index].kind == "C":
+                batch = []
+                while index < len(steps) and steps[index].kind == "C":
+                    batch.append(steps[index])
+                    index += 1
+                try:
+                    wire.send(b"".join(s.text.encode() + b"\r\n" for s in batch))
+                except OSError as exc:
+                    return [*seen, f"!! sending failed: {exc}"]
+                seen.extend(s.render() for s in batch)
+                continue
+            step = steps[index]
+            got = _receive(wire)
+            if not _matches(step.text, got):
+                return [*seen, f"S: {got}", *_drain(wire)]
+            seen.append(step.render())
+            index += 1
+        if steps[-1].text != CLOSED:
+            seen.extend(_drain(wire, timeout=0.1))
+    return seen
+
+
+def _receive(wire: SMTPWire, timeout: float = READ_TIMEOUT) -> str:
+    try:
+        line = wire.read_line(timeout)
+    except TimeoutError:
+        return f"<nothing within {timeout:.1f}s>"
+    except (ConnectionClosed, OSError) as exc:
+        return f"<connection failed: {exc}>"
+    return CLOSED if line is None else line
+
+
+def _matches(expected: str, got: str) -> bool:
+    if expected == CLOSED or got == CLOSED:
+        return expected == got
+    return pattern(expected).fullmatch(got) is not None
+
+
+def _drain(wire: SMTPWire, timeout: float = 0.3) -> list[str]:
+    """Whatever else the server sends within `timeout` per line."""
+    extra: list[str] = []
+    while True:
+        got = _receive(wire, timeout)
+        if got.startswith("<nothing") or got.startswith("<connection failed"):
+            return extra
+        extra.append(f"S: {got}")
+        if got == CLOSED:
+            return extra
+
+
+# -- engines and directory set-up -----------------------------------------------------------
+
+class Engines:
+    """One engine per distinct settings, started on first use, stopped at module end."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._running: dict[tuple[tuple[str, int | str], ...], EngineProcess] = {}
+
+    def for_transcript(self, transcript: Transcript) -> EngineProcess:
+        key = tuple(sorted(transcript.settings.items()))
+        engine = self._running.get(key)
+        if engine is None:
+            engine = EngineProcess(self._root / f"engine{len(self._running)}",
+                                   server__hostname=HOSTNAME, **transcript.settings)
+            engine.start()
+            self._running[key] = engine
+        _reset_directory(engine)
+        _apply_setup(engine, transcript.setup)
+        return engine
+
+    def stop_all(self) -> list[int]:
+        return [engine.stop() for engine in self._running.values()]
+
+
+def _reset_directory(engine: EngineProcess) -> None:
+    directory = engine.directory
+    for source in {alias.source for alias in directory.list_aliases()}:
+        directory.remove_alias(source)  # every target of the source at once
+    for account in directory.list_accounts():
+        directory.remove_account(account.address)
+    for domain in directory.list_domains():
+        directory.remove_domain(domain)
+
+
+def _apply_setup(engine: EngineProcess, setup: list[tuple[str, ...]]) -> None:
+    directory = engine.directory
+
+    def ensure_domain(domain: str) -> None:
+        if domain not in directory.list_domains():
+            directory.add_domain(domain)
+
+    for directive, *args in setup:
+        if directive == "domain":
+            ensure_domain(args[0])
+        elif directive in ("account", "disabled"):
+            ensure_domain(args[0].rpartition("@")[2])
+            engine.add_account(args[0])
+            if directive == "disabled":
+                directory.set_enabled(args[0], False)
+        else:
+            ensure_domain(args[0].rpartition("@")[2])
+            with contextlib.suppress(DirectoryError):    # a target given twice: once is enough
+                directory.add_alias(args[0], args[1])
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
+    pool = Engines(tmp_path_factory.mktemp("transcripts"))
+    try:
+        yield pool
+    finally:
+        statuses = pool.stop_all()
+        assert all(status == 0 for status in statuses), statuses
+
+
+TRANSCRIPTS = sorted(HERE.glob("*.txt"))
+
+
+def test_transcripts_exist() -> None:
+    assert len(TRANSCRIPTS) >= 10, f"expected the SMTP transcripts in {HERE}"
+
+
+@pytest.mark.parametrize("path", TRANSCRIPTS, ids=[p.stem for p in TRANSCRIPTS])
+def test_transcript(path: Path, engines: Engines) -> None:
+    transcript = parse(path)
+    engine = engines.for_transcript(transcript)
+    expected = [step.render() for step in transcript.steps]
+    got = converse(transcript, engine.smtp_port)
+    if got != expected:
+        diff = "\n".join(difflib.unified_diff(expected, got, "expected", "got", lineterm=""))
+        pytest.fail(f"transcript {path.name} differs (- expected, + got):\n{diff}",
+                    pytrace=False)
+
+
+# -- the runner's own checks (so a broken runner cannot pass every transcript) ---------------
+
+def test_pattern_expands_catalogue_and_fields() -> None:
+    assert pattern("{QUEUED}").fullmatch("250 2.0.0 OK: queued as 38D32DCB8PJ7G")
+    assert not pattern("{QUEUED}").fullmatch("250 2.0.0 OK: queued as ")
+    assert pattern("250-{hostname}").fullmatch(f"250-{HOSTNAME}")
+    assert not pattern("250-{hostname}").fullmatch("250-elsewhere.test")
+    assert pattern("250 Supported*").fullmatch("250 Supported commands: NOOP")
+    assert not pattern("250 2.0.0 OK").fullmatch("250 2.0.0 OK!")
+
+
+def test_spelled_out_catalogue_reply_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text(f"C: NOOP\nS: {replies.OK}\n", encoding="utf-8")
+    with pytest.raises(TranscriptError, match=r"\{OK\}"):
+        parse(bad)
+
+
+def test_mismatch_is_reported_with_the_server_line(engines: Engines, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("S: 220 {hostname} *\nC: NOOP\nS: {UNKNOWN_USER}\n", encoding="utf-8")
+    transcript = parse(wrong)
+    got = converse(transcript, engines.for_transcript(transcript).smtp_port)
+    assert got[-1] == f"S: {replies.OK}"

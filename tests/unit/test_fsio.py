@@ -1,0 +1,167 @@
+"""fsio: atomic replacement, exclusive creation, safe names and directory group commit."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.core import fsio
+from appliance.core.fsio import DirectorySync, atomic_write, safe_component, write_new_file
+
+
+def test_atomic_write_creates_and_replaces(tmp_path: Path) -> None:
+    target = tmp_path / "state.json"
+    atomic_write(target, b"first")
+    assert target.read_bytes() == b"first"
+    atomic_write(target, b"second, longer than the first")
+    assert target.read_bytes() == b"second, longer than the first"
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_atomic_write_syncs_the_directory(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[Path] = []
+    monkeypatch.setattr(fsio, "fsync_dir", synced.append)
+    atomic_write(tmp_path / "a", b"x")
+    assert synced == [tmp_path]
+
+
+def test_atomic_write_failure_keeps_old_content_and_no_temp(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "state"
+    atomic_write(target, b"old")
+
+    def refuse(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(OSError, match="No space"):
+        atomic_write(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["state"]
+
+
+def test_write_new_file_is_exclusive(tmp_path: Path) -> None:
+    target = tmp_path / "msg"
+    write_new_file(target, b"one", mode=0o640)
+    assert stat.S_IMODE(target.stat().st_mode) & 0o600 == 0o600
+    with pytest.raises(FileExistsError):
+        write_new_file(target, b"two")
+    assert target.read_bytes() == b"one"
+
+
+def test_write_new_file_removes_partial_file_on_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="Input/output"):
+        write_new_file(tmp_path / "msg", b"data")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unique_names_differ_and_are_safe() -> None:
+    names = {fsio.unique_name() for _ in range(1000)}
+    assert len(names) == 1000
+    assert all("/" not in n and ":" not in n for n in names)
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("alice", "alice"),
+    ("a.b-c_d+e=f@g,h~i", "a.b-c_d+e=f@g,h~i"),
+    (".hidden", "%2Ehidden"),
+    ("..", "%2E."),
+    ("a/b", "a%2Fb"),
+    ("50%", "50%25"),
+    ("jörg", "j%C3%B6rg"),
+    ("a\x00b", "a%00b"),
+    ("\udcff", "%ED%B3%BF"),            # a lone surrogate (surrogateescape input)
+])
+def test_safe_component_examples(name: str, expected: str) -> None:
+    assert safe_component(name) == expected
+
+
+def test_safe_component_empty_and_nul_differ() -> None:
+    assert safe_component("") not in ("", safe_component("\x00"))
+
+
+def test_directory_sync_coalesces_concurrent_callers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every caller returns after an fsync that began after it called; fsyncs are shared."""
+    lock = threading.Lock()
+    clock = iter(range(1_000_000))
+    finished_starts: list[int] = []          # start ticks of completed fsyncs
+
+    def slow_fsync(path: Path) -> None:
+        assert path == tmp_path
+        with lock:
+            started = next(clock)
+        time.sleep(0.01)
+        with lock:
+            finished_starts.append(started)
+
+    monkeypatch.setattr(fsio, "fsync_dir", slow_fsync)
+    group = DirectorySync()
+    callers = 40
+    violations: list[int] = []
+    barrier = threading.Barrier(callers)
+
+    def caller() -> None:
+        barrier.wait()
+        with lock:
+            called = next(clock)
+        group.sync(tmp_path)
+        with lock:
+            if not any(start > called for start in finished_starts):
+                violations.append(called)
+
+    threads = [threading.Thread(target=caller) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert not any(t.is_alive() for t in threads)
+    assert violations == []
+    assert 1 <= len(finished_starts) < callers
+
+
+def test_directory_sync_error_propagates_and_next_caller_retries(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Path] = []
+
+    def flaky(path: Path) -> None:
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(fsio, "fsync_dir", flaky)
+    group = DirectorySync()
+    with pytest.raises(OSError):
+        group.sync(tmp_path)
+    group.sync(tmp_path)
+    assert calls == [tmp_path, tmp_path]
+
+
+def test_directory_sync_keeps_directories_apart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Path] = []
+    monkeypatch.setattr(fsio, "fsync_dir", calls.append)
+    group = DirectorySync()
+    group.sync(tmp_path / "a")
+    group.sync(tmp_path / "b")
+    group.sync(tmp_path / "a")
+    assert calls == [tmp_path / "a", tmp_path / "b", tmp_path / "a"]
+
+
+def test_fsync_dir_on_a_real_directory(tmp_path: Path) -> None:
+    fsio.fsync_dir(tmp_path)
+    (tmp_path / "f").write_bytes(b"")
+    with pytest.raises(NotADirectoryError):
+        fsio.fsync_dir(tmp_path / "f")
