@@ -278,7 +278,7 @@ def test_sigkill_twice_under_load_loses_nothing(tmp_path: Path) -> None:
         jobs.put(spec)
     ledger = Ledger()
     threads = [threading.Thread(target=client_thread, args=(engine.smtp_port, jobs, ledger),
-                                name=f"client-{n}") for n in range(THREADS)]
+                                name=f"client-{n}", daemon=True) for n in range(THREADS)]
     started = time.monotonic()
     try:
         for thread in threads:
