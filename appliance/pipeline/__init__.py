@@ -1,0 +1,1 @@
+"""The message pipeline: receive -> check -> decide -> store/queue -> journal (DESIGN.md)."""
