@@ -15,7 +15,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VENV=$ROOT/.venv
 PY=$VENV/bin/python
 DEV_DATA=$ROOT/var
-TEST_DEBS=(swaks libnet-ssleay-perl)   # swaks, and its STARTTLS support
+TEST_DEBS=(swaks libnet-ssleay-perl knot)   # swaks (+ its STARTTLS), Knot DNS for test zones
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }

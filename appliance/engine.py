@@ -1,48 +1,94 @@
 """mailstead-engine: assembles the listeners from the settings and runs them until a signal.
 
 Start-up opens (and migrates) mailstead.db, loads the TLS certificate, and binds the MX
-listener. SIGTERM or SIGINT stops accepting, gives live sessions `limits.shutdown_grace`
-seconds to finish, then closes the rest with a 421 so clients retry later.
+and the two submission listeners. SIGTERM or SIGINT stops accepting, gives live sessions
+`limits.shutdown_grace` seconds to finish, then closes the rest with a 421 so clients retry
+later.
+
+Processes (`engine.workers`, workers.py): one engine process, or N worker processes under
+a supervisor. Exactly one process, the primary (slot 0), runs what must exist once: the
+queue runner with its spool recovery, the control socket, the submission listeners (their
+login guard counts failures in memory) and the stale-file sweep; it also runs an MX
+listener. Slots 1..N-1 run only an MX listener, sharing the port with SO_REUSEPORT: the MX
+is where the CPU goes (parsing, checks), and MX sessions share nothing but the database
+and the spool, which are safe across processes. They start only after the primary's
+spool recovery, which must not race with other processes queueing. Connection limits
+(`limits.max_connections*`) count per process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from appliance.auth.guard import LoginGuard
 from appliance.core import log
+from appliance.outbound.service import (
+    QueueService,
+    build_deliverer,
+    space_guard,
+    start_queue_runner,
+)
 from appliance.settings import Settings
 from appliance.smtp import replies
-from appliance.smtp.connections import ConnectionTracker
+from appliance.smtp.connections import ConnectionTracker, Listener
 from appliance.smtp.handler import MxHandler
 from appliance.smtp.session import MailsteadSMTP
+from appliance.smtp.submission_server import build_login_guard, start_submission
 from appliance.storage.db import open_database
 from appliance.storage.directory import SqliteDirectory
-from appliance.storage.maildir.store import MaildirStore, sweep_stale_temps
+from appliance.storage.maildir.store import sweep_stale_temps
 from appliance.tls.contexts import server_context
 
 DELIVERY_THREADS = 32   # fsyncs wait on the disk, not the CPU: let many run at once
+SUPERVISOR_CHECK = 1.0  # seconds between checks that the supervisor is still there
+
+
+@dataclass(frozen=True)
+class Role:
+    """What one engine process runs (see the module docstring)."""
+
+    primary: bool = True        # queue runner, control socket, submission listeners, sweep
+    reuse_port: bool = False    # the MX port is shared with other worker processes
+    orphan_grace: float = 0.0   # spool recovery spares files this young (others may queue)
+    ready: Callable[[], None] | None = None   # told once every listener accepts
+    supervisor: int | None = None   # the parent process: stop when it is gone
+    slot: int = 0
+
+
+SINGLE_PROCESS = Role()
 
 
 @dataclass
-class Listener:
-    """One bound server and the sessions it accepted."""
+class _Running:
+    """What one engine process started, to be stopped in order."""
 
-    name: str
-    server: asyncio.Server
-    tracker: ConnectionTracker
+    listeners: list[Listener]
+    queue: QueueService | None = None
+    guard: LoginGuard | None = None
+    tasks: list[asyncio.Future[object]] = field(default_factory=list)
+
+    async def stop(self, grace: float) -> None:
+        await shutdown(self.listeners, grace)
+        if self.queue is not None:
+            await self.queue.stop(grace)
+        if self.guard is not None:
+            self.guard.close()
 
 
-async def start_mx(settings: Settings, executor: ThreadPoolExecutor) -> Listener:
-    """Bind the SMTP MX listener."""
+async def start_mx(settings: Settings, executor: ThreadPoolExecutor,
+                   reuse_port: bool = False) -> Listener:
+    """Bind the SMTP MX listener (with `reuse_port`, beside other workers' on one port)."""
     data_dir = settings.data_dir
     directory = SqliteDirectory(open_database(data_dir))
     tls = server_context(settings.data_path("tls.cert_file"), settings.data_path("tls.key_file"))
     hostname = settings.get_str("server.hostname")
-    handler = MxHandler(directory, MaildirStore(data_dir), executor, hostname,
-                        settings.get_int("limits.max_recipients"))
+    handler = MxHandler(directory, build_deliverer(settings, executor), executor, hostname,
+                        settings.get_int("limits.max_recipients"), space_guard(settings))
     tracker = ConnectionTracker(settings.get_int("limits.max_connections"),
                                 settings.get_int("limits.max_connections_per_ip"))
 
@@ -53,12 +99,14 @@ async def start_mx(settings: Settings, executor: ThreadPoolExecutor) -> Listener
             data_timeout=settings.get_int("limits.data_timeout"),
             data_size_limit=settings.get_int("limits.max_message_size"),
             timeout=settings.get_int("limits.idle_timeout"),
+            greeting_delay=settings.get_int("limits.greeting_delay_ms") / 1000,
+            refuse_early_talkers=True,
             enable_SMTPUTF8=True, hostname=hostname, tls_context=tls)
 
     loop = asyncio.get_running_loop()
     address, port = settings.get_str("listen.address"), settings.get_int("listen.smtp_port")
     server = await loop.create_server(factory, host=address, port=port, reuse_address=True,
-                                      backlog=512)
+                                      reuse_port=reuse_port or None, backlog=512)
     log.event("listener.started", listener="smtp", address=address, port=port)
     return Listener("smtp", server, tracker)
 
@@ -79,21 +127,49 @@ async def shutdown(listeners: list[Listener], grace: float) -> None:
         await listener.server.wait_closed()
 
 
-async def run_engine(settings: Settings) -> None:
-    """Run the engine until SIGTERM or SIGINT."""
+async def run_engine(settings: Settings, role: Role = SINGLE_PROCESS) -> None:
+    """Run the engine, or one worker process of it, until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     with ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="deliver") as executor:
-        listeners = [await start_mx(settings, executor)]
-        sweep = loop.run_in_executor(executor, sweep_stale_temps, settings.data_dir / "mail")
-        sweep.add_done_callback(_log_sweep)
-        log.event("engine.ready", hostname=settings.get_str("server.hostname"))
+        if role.primary:
+            running = await _start_primary(settings, executor, role)
+        else:
+            running = _Running([await start_mx(settings, executor, role.reuse_port)])
+        if role.supervisor is not None:
+            running.tasks.append(asyncio.ensure_future(_watch(role.supervisor, stop)))
+        log.event("engine.ready", hostname=settings.get_str("server.hostname"), slot=role.slot)
+        if role.ready is not None:
+            role.ready()
         await stop.wait()
-        log.event("engine.stopping", sessions=sum(x.tracker.live for x in listeners))
-        await shutdown(listeners, settings.get_int("limits.shutdown_grace"))
+        log.event("engine.stopping", sessions=sum(x.tracker.live for x in running.listeners))
+        await running.stop(settings.get_int("limits.shutdown_grace"))
     log.event("engine.stopped")
+
+
+async def _start_primary(settings: Settings, executor: ThreadPoolExecutor,
+                         role: Role) -> _Running:
+    """The queue runner first (its recovery must precede any listener), then listeners."""
+    queue = await start_queue_runner(settings, executor, orphan_grace=role.orphan_grace)
+    guard = build_login_guard(settings)
+    tls = server_context(settings.data_path("tls.cert_file"),
+                         settings.data_path("tls.key_file"))
+    listeners = [await start_mx(settings, executor, role.reuse_port),
+                 *await start_submission(settings, executor, guard, tls)]
+    loop = asyncio.get_running_loop()
+    sweep = loop.run_in_executor(executor, sweep_stale_temps, settings.data_dir / "mail")
+    sweep.add_done_callback(_log_sweep)
+    return _Running(listeners, queue, guard)
+
+
+async def _watch(supervisor: int, stop: asyncio.Event) -> None:
+    """Stop when the supervisor is gone (killed): this process was handed to another parent."""
+    while os.getppid() == supervisor:
+        await asyncio.sleep(SUPERVISOR_CHECK)
+    log.event("engine.supervisor_lost", supervisor=supervisor)
+    stop.set()
 
 
 def _log_sweep(done: asyncio.Future[int]) -> None:

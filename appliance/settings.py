@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appliance.core.sizes import parse_space
+
 ENV_PREFIX = "MAILSTEAD_"
 
 
@@ -35,6 +37,9 @@ class Setting:
     choices: tuple[str, ...] = ()
     secret: bool = False
     path: bool = False
+    optional: bool = False    # a str setting that may be "" (meaning: the help says what)
+    validate: Callable[[str], object] | None = None   # raises ValueError on a bad str value
+    accepted_text: str = ""   # describes what `validate` accepts
 
     @property
     def name(self) -> str:
@@ -42,6 +47,8 @@ class Setting:
 
     def accepted(self) -> str:
         """Describe the accepted values, for error messages and docs."""
+        if self.accepted_text:
+            return self.accepted_text
         if self.choices:
             return "one of " + ", ".join(repr(c) for c in self.choices)
         if self.kind is bool:
@@ -50,8 +57,9 @@ class Setting:
             return f"an integer from {self.minimum} to {self.maximum}"
         if self.path:
             start = "the config file's directory" if self.section == "paths" else "data_dir"
-            return f"a file system path (a relative path starts at {start})"
-        return "a non-empty string"
+            text = f"a file system path (a relative path starts at {start})"
+            return text + " or empty" if self.optional else text
+        return "a string" if self.optional else "a non-empty string"
 
 
 KIB = 1024
@@ -93,6 +101,22 @@ SCHEMA: tuple[Setting, ...] = (
             "Simultaneous SMTP connections from one client address.", 1, 100_000),
     Setting("limits", "shutdown_grace", int, 10,
             "Seconds sessions may finish after SIGTERM before they are closed.", 0, 600),
+    Setting("limits", "greeting_delay_ms", int, 500,
+            "Milliseconds the MX waits before its 220 greeting; a client that sends anything "
+            "before the greeting gets `554 5.5.1` and is disconnected (like Postfix "
+            "postscreen's pregreet test). Even 0 refuses what arrived before the greeting; "
+            "longer catches more spam bots but holds every connection that much longer.",
+            0, 30_000),
+    Setting("limits", "min_free_space", str, "256MiB",
+            "Free space the data directory keeps: below it MAIL FROM and DATA get "
+            "`452 4.3.1` (mail is refused, never lost); `0` turns the check off.",
+            validate=parse_space,
+            accepted_text="bytes (e.g. `512MiB`, `2G`, `0`) or a percentage (e.g. `5%`)"),
+    Setting("engine", "workers", int, 0,
+            "Engine processes: 1 runs everything in one process; N > 1 runs N workers that "
+            "share the MX port (SO_REUSEPORT) under a supervisor, the first of which also "
+            "runs submission, the queue and the control socket; 0 means one per CPU. "
+            "Connection limits count per worker.", 0, 64),
     Setting("tls", "cert_file", str, "tls/cert.pem",
             "PEM certificate chain (relative to data_dir).", path=True),
     Setting("tls", "key_file", str, "tls/key.pem",
@@ -105,6 +129,96 @@ SCHEMA: tuple[Setting, ...] = (
             "argon2id memory in KiB (RFC 9106 second recommendation: 64 MiB).", 8 * 1024,
             4 * 1024 * 1024),
     Setting("auth", "argon2_parallelism", int, 4, "argon2id lanes.", 1, 64),
+    # -- the login guard (auth/guard.py) and submission (smtp/submission.py) ---------------
+    Setting("auth", "max_failures", int, 5,
+            "Failed logins to one account before it is locked out (from unknown clients).",
+            1, 1000),
+    Setting("auth", "max_failures_per_ip", int, 20,
+            "Failed logins from one client address (IPv6: one /64), over all accounts, "
+            "before that address is locked out.", 1, 100_000),
+    Setting("auth", "lockout_seconds", int, 60,
+            "Length of the first lockout; each further failure doubles it.", 1, 86_400),
+    Setting("auth", "lockout_max_seconds", int, 3600,
+            "Longest lockout: every lockout expires after at most this long.", 1, 604_800),
+    Setting("auth", "failure_window", int, 3600,
+            "Seconds after the last failure (or lockout) when the failure count is forgotten.",
+            1, 604_800),
+    Setting("auth", "known_client_days", int, 30,
+            "A client address that logged into an account within this many days is not "
+            "held back by that account's lockout (0 turns this off).", 0, 365),
+    Setting("auth", "failure_delay_ms", int, 1000,
+            "Milliseconds a failed or locked-out login waits before its reply.", 0, 10_000),
+    Setting("auth", "max_concurrent_verifications", int, 4,
+            "Password verifications (argon2id, in threads) running at once.", 1, 64),
+    Setting("auth", "max_pending_verifications", int, 64,
+            "Logins that may wait for a verification slot; more get a temporary failure.",
+            1, 10_000),
+    Setting("submission", "rate_limit_messages", int, 300,
+            "Messages one account may submit per `submission.rate_limit_window`; more get "
+            "`450 4.7.1`.", 1, 1_000_000),
+    Setting("submission", "rate_limit_window", int, 3600,
+            "Seconds of the sliding window for `submission.rate_limit_messages`.", 1, 604_800),
+    # -- outbound delivery: one attempt to one destination (outbound/transport.py) --------
+    Setting("outbound", "port", int, 25,
+            "TCP port of remote MX hosts (25; tests point it at a high port).", 1, 65535),
+    Setting("outbound", "resolver", str, "",
+            "DNS resolver for MX, A/AAAA and MTA-STS lookups as `ADDRESS` or `ADDRESS:PORT` "
+            "(`[v6]:PORT` for IPv6); empty uses the system resolver (/etc/resolv.conf).",
+            optional=True),
+    Setting("outbound", "dns_timeout", int, 20,
+            "Seconds one DNS lookup may take before delivery is deferred.", 1, 300),
+    Setting("outbound", "connect_timeout", int, 30,
+            "Seconds to wait for a TCP connection to one MX address.", 1, 600),
+    Setting("outbound", "greeting_timeout", int, 300,
+            "Seconds to wait for the 220 greeting (RFC 5321 4.5.3.2.1: 5 minutes).", 1, 3600),
+    Setting("outbound", "mail_timeout", int, 300,
+            "Seconds to wait for the reply to MAIL, EHLO, STARTTLS, RSET and QUIT "
+            "(RFC 5321 4.5.3.2.2: 5 minutes).", 1, 3600),
+    Setting("outbound", "rcpt_timeout", int, 300,
+            "Seconds to wait for the reply to each RCPT (RFC 5321 4.5.3.2.3: 5 minutes).",
+            1, 3600),
+    Setting("outbound", "data_init_timeout", int, 120,
+            "Seconds to wait for the 354 after DATA (RFC 5321 4.5.3.2.4: 2 minutes).", 1, 3600),
+    Setting("outbound", "data_block_timeout", int, 180,
+            "Seconds one block of the message may take to send (RFC 5321 4.5.3.2.5: "
+            "3 minutes).", 1, 3600),
+    Setting("outbound", "data_end_timeout", int, 600,
+            "Seconds to wait for the reply after the final dot (RFC 5321 4.5.3.2.6: "
+            "10 minutes).", 1, 7200),
+    Setting("outbound", "max_mx_addresses", int, 5,
+            "MX addresses (hosts times IPv4/IPv6 addresses) tried in one delivery attempt.",
+            1, 100),
+    Setting("outbound", "ca_file", str, "",
+            "PEM CA bundle for verifying MX and MTA-STS certificates (relative to data_dir); "
+            "empty uses the system's trusted CAs.", path=True, optional=True),
+    Setting("outbound", "mta_sts", bool, True,
+            "Apply recipient domains' MTA-STS policies (RFC 8461): `enforce` requires a "
+            "matching MX and a verified certificate, else delivery is deferred."),
+    Setting("outbound", "mta_sts_port", int, 443,
+            "HTTPS port of `mta-sts.<domain>` policy hosts (443; tests use a high port).",
+            1, 65535),
+    Setting("outbound", "mta_sts_timeout", int, 30,
+            "Seconds fetching one MTA-STS policy may take (RFC 8461 3.3).", 1, 300),
+    # -- the outbound queue (outbound/spool.py, scheduler.py, runner.py, bounces.py) -------
+    Setting("queue", "first_retry", int, 300,
+            "Seconds before the first retry of a deferred recipient; each further retry "
+            "waits twice as long (with jitter), up to `queue.max_retry`.", 1, 86_400),
+    Setting("queue", "max_retry", int, 3600,
+            "Longest wait between two attempts, in seconds.", 1, 86_400),
+    Setting("queue", "max_age", int, 5 * 86_400,
+            "Seconds a message may stay queued; then its undelivered recipients are bounced.",
+            60, 60 * 86_400),
+    Setting("queue", "delay_warning", int, 4 * 3600,
+            "Seconds after which the sender gets one delay warning (RFC 3464 `delayed`) if "
+            "NOTIFY allows; 0 sends none.", 0, 60 * 86_400),
+    Setting("queue", "max_deliveries", int, 20,
+            "Delivery attempts (one message to one destination domain) running at once.",
+            1, 1000),
+    Setting("queue", "max_per_domain", int, 4,
+            "Delivery attempts to one destination domain running at once.", 1, 1000),
+    Setting("queue", "bounce_max_size", int, 1 * MIB,
+            "Largest original message returned whole in a bounce (RET=FULL); a larger one "
+            "is returned as its headers only.", 0, 1024 * MIB),
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SCHEMA}
@@ -161,10 +275,15 @@ def _check(setting: Setting, value: Any) -> Any:
         raise _error(setting, value)
     if setting.kind is int and not (setting.minimum or 0) <= value <= (setting.maximum or 0):
         raise _error(setting, value)
-    if setting.kind is str and (not value or "\x00" in value):
+    if setting.kind is str and ((not value and not setting.optional) or "\x00" in value):
         raise _error(setting, value)
     if setting.choices and value not in setting.choices:
         raise _error(setting, value)
+    if setting.validate is not None:
+        try:
+            setting.validate(value)
+        except ValueError as exc:
+            raise _error(setting, value) from exc
     return value
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from appliance.cli import config_cmds, directory_cmds, run_cmds
+from appliance.cli import config_cmds, directory_cmds, queue_cmds, run_cmds
 from appliance.cli.context import CliError
 from appliance.core.addresses import AddressError
 from appliance.settings import SettingsError
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmds.register(commands)
     config_cmds.register(commands)
     directory_cmds.register(commands)
+    queue_cmds.register(commands)
     return parser
 
 

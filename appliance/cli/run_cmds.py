@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import secrets
 from pathlib import Path
 from typing import Any
 
-from appliance import datadir
+from appliance import datadir, workers
 from appliance.auth.passwords import Passwords
 from appliance.cli import context
 from appliance.cli.context import CliError
 from appliance.core import log
-from appliance.engine import run_engine
 from appliance.settings import load_settings, render_toml
 from appliance.storage.db import open_database
 from appliance.storage.directory import SqliteDirectory
@@ -51,10 +49,9 @@ def run_command(args: argparse.Namespace) -> int:
     log.configure(current.get_str("log.level"))
     datadir.prepare(current)
     try:
-        asyncio.run(run_engine(current))
+        return workers.run(current)
     except OSError as exc:
         raise CliError(f"cannot start the engine: {exc}") from exc
-    return 0
 
 
 def dev_init_command(args: argparse.Namespace) -> int:

@@ -90,3 +90,8 @@ def parse_address(text: str) -> Address:
     if len(str(address).encode("utf-8")) > _MAX_PATH - 2:
         raise AddressError(f"invalid address {text!r}: longer than {_MAX_PATH - 2}")
     return address
+
+
+def domain_of(address: str) -> str:
+    """The domain part of an already validated address, lower-cased (queue grouping key)."""
+    return address.rpartition("@")[2].lower()

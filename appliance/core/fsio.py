@@ -13,9 +13,12 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from itertools import count
 from pathlib import Path
+from typing import Generic, TypeVar, cast
 
+T = TypeVar("T")
 _SAFE_EXTRA = frozenset("-_+=@,~")
 _counter = count()
 
@@ -117,3 +120,66 @@ class DirectorySync:
 
 
 DIRECTORY_SYNC = DirectorySync()
+
+
+class _Slot:
+    """One caller's item waiting in a GroupCommit, and how its batch ended."""
+
+    __slots__ = ("done", "error", "item")
+
+    def __init__(self, item: object) -> None:
+        self.item = item
+        self.done = False
+        self.error: BaseException | None = None
+
+
+class GroupCommit(Generic[T]):
+    """Group commit for any durable batch write (e.g. queue rows): one commit, many callers.
+
+    Each `submit` waits until a call of `commit(items)` that includes its item has returned.
+    While one commit runs, the items submitted meanwhile pile up and the next leader commits
+    them all at once, so N concurrent callers cost about two commits instead of N. A small
+    `window` (seconds) lets a leader wait for more items first; 0 batches only what piles up.
+    """
+
+    def __init__(self, commit: Callable[[list[T]], None], window: float = 0.0) -> None:
+        self._commit = commit
+        self._window = window
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._pending: list[_Slot] = []
+        self._leading = False
+
+    def submit(self, item: T) -> None:
+        """Return once `item` is committed; raise the commit's exception if it failed."""
+        slot = _Slot(item)
+        with self._lock:
+            self._pending.append(slot)
+            while not slot.done:
+                if self._leading:
+                    self._changed.wait()
+                else:
+                    self._lead()
+        if slot.error is not None:
+            raise slot.error
+
+    def _lead(self) -> None:
+        """Commit everything pending (called with the lock held, returns with it held)."""
+        self._leading = True
+        batch: list[_Slot] = []
+        error: BaseException | None = None
+        self._lock.release()
+        try:
+            if self._window > 0:
+                time.sleep(self._window)
+            with self._lock:
+                batch, self._pending = self._pending, []
+            self._commit([cast(T, slot.item) for slot in batch])
+        except BaseException as exc:   # handed to every caller of the batch
+            error = exc
+        finally:
+            self._lock.acquire()
+            for slot in batch:
+                slot.done, slot.error = True, error
+            self._leading = False
+            self._changed.notify_all()

@@ -6,7 +6,9 @@ refused; at shutdown the tracker is how the engine reaches every live session.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from dataclasses import dataclass
 from typing import Protocol
 
 from appliance.smtp import replies
@@ -62,3 +64,12 @@ class ConnectionTracker:
         for session in list(self._live):
             if not (idle_only and session.in_transaction):
                 session.close_transport(reply)
+
+
+@dataclass
+class Listener:
+    """One bound server and the sessions it accepted."""
+
+    name: str
+    server: asyncio.Server
+    tracker: ConnectionTracker

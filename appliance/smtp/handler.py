@@ -7,7 +7,6 @@ fsyncs never block the event loop; the `250` is sent only after they finished.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from concurrent.futures import Executor
 from typing import Any
@@ -18,8 +17,12 @@ from appliance.core import log
 from appliance.core.addresses import AddressError, parse_address
 from appliance.core.errors import MailError
 from appliance.core.ids import new_queue_id
+from appliance.pipeline.deliver import Deliverer
+from appliance.pipeline.route import Accepted
+from appliance.pipeline.space import SpaceGuard
 from appliance.smtp import policy, replies
-from appliance.storage.interfaces import Directory, Mailbox, MailStore, Resolution
+from appliance.smtp.dsn_commands import envelope_dsn
+from appliance.storage.interfaces import Directory, Resolution
 
 NULL_SENDER = "<>"   # RFC 5321 4.5.5: the reverse-path of bounces and auto-replies
 
@@ -35,19 +38,20 @@ class MxEnvelope(Envelope):
 class MxHandler:
     """Policy hooks for the MX listener (local domains only, no relaying)."""
 
-    def __init__(self, directory: Directory, store: MailStore, executor: Executor,
-                 hostname: str, max_recipients: int) -> None:
+    def __init__(self, directory: Directory, deliverer: Deliverer, executor: Executor,
+                 hostname: str, max_recipients: int, space: SpaceGuard | None = None) -> None:
         self._directory = directory
-        self._store = store
+        self._deliverer = deliverer
         self._executor = executor
         self._hostname = hostname
         self._max_recipients = max_recipients
+        self._space = space
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
                           hostname: str, responses: list[str]) -> list[str]:
         session.host_name = hostname
         kept = [r for r in responses[:-1] if not r[4:].startswith("AUTH")]
-        return [*kept, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+        return [*kept, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250-DSN", responses[-1]]
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
@@ -58,6 +62,9 @@ class MxHandler:
                 address = str(parse_address(address))
             except AddressError:
                 return replies.BAD_SENDER_SYNTAX
+        if self._space is not None and not self._space.has_room(_announced_size(mail_options)):
+            log.event("smtp.sender_deferred", client=_client_ip(session), reason="disk_space")
+            return replies.INSUFFICIENT_STORAGE
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return replies.SENDER_OK
@@ -89,18 +96,19 @@ class MxHandler:
         assert isinstance(envelope, MxEnvelope)
         assert envelope.original_content is not None
         queue_id = new_queue_id()
-        mailboxes = _unique_mailboxes(envelope)
-        message = self._trace(session, envelope, queue_id) + policy.to_maildir_lines(
-            envelope.original_content)
-        loop = asyncio.get_running_loop()
+        trace = self._trace(session, envelope, queue_id).replace(b"\n", b"\r\n")
+        message = trace + envelope.original_content
+        dsn = envelope_dsn(envelope)
         try:
-            await loop.run_in_executor(self._executor, self._store.deliver, message, mailboxes)
+            await self._deliverer.accept(
+                message, envelope.mail_from or "", _accepted(envelope), queue_id=queue_id,
+                envid=dsn.mail.envid, ret=dsn.mail.ret, smtputf8=envelope.smtp_utf8,
+                body_8bit="BODY=8BITMIME" in envelope.mail_options)
         except MailError as exc:
             log.error("smtp.delivery_failed", queue_id=queue_id, reason=exc.reason)
             return exc.reply
         log.event("smtp.accepted", queue_id=queue_id, client=_client_ip(session),
-                  sender=envelope.mail_from, recipients=envelope.rcpt_tos,
-                  mailboxes=len(mailboxes), size=len(message))
+                  sender=envelope.mail_from, recipients=envelope.rcpt_tos, size=len(message))
         return replies.QUEUED.format(queue_id=queue_id)
 
     async def handle_exception(self, error: Exception) -> str:
@@ -121,13 +129,25 @@ class MxHandler:
             queue_id=queue_id, recipient=only, timestamp=time.time()))
 
 
-def _unique_mailboxes(envelope: MxEnvelope) -> list[Mailbox]:
-    """Every mailbox of every recipient, once (two aliases of one user deliver one copy)."""
-    seen: dict[int, Mailbox] = {}
-    for resolution in envelope.resolutions.values():
-        for mailbox in resolution.mailboxes:
-            seen.setdefault(mailbox.account_id, mailbox)
-    return list(seen.values())
+def _accepted(envelope: MxEnvelope) -> list[Accepted]:
+    """The accepted recipients with their resolutions and DSN parameters (RFC 3461)."""
+    dsn = envelope_dsn(envelope)
+    found: list[Accepted] = []
+    for address, resolution in zip(envelope.rcpt_tos, envelope.resolutions.values(),
+                                   strict=True):
+        params = dsn.recipients.get(address)
+        found.append(Accepted(address, resolution, params.notify if params else (),
+                              params.orcpt if params else None))
+    return found
+
+
+def _announced_size(mail_options: list[str]) -> int:
+    """The SIZE the client announced on MAIL FROM (RFC 1870), 0 if none."""
+    for option in mail_options:
+        name, _, value = option.partition("=")
+        if name.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return 0
 
 
 def _client_ip(session: Session) -> str:

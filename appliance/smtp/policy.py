@@ -23,9 +23,7 @@ def recipient_reply(resolution: Resolution) -> str | None:
         return replies.UNKNOWN_USER
     if resolution.status is RecipientStatus.DISABLED:
         return replies.MAILBOX_DISABLED
-    if resolution.remote:
-        return replies.FORWARDING_UNAVAILABLE
-    return None
+    return None     # local mailboxes and alias targets elsewhere (queued for forwarding)
 
 
 @dataclass(frozen=True)

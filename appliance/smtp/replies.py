@@ -7,6 +7,8 @@ get enhanced status codes.
 
 from __future__ import annotations
 
+import re
+
 GREETING_IDENT = "ESMTP Mailstead"
 
 OK = "250 2.0.0 OK"
@@ -22,7 +24,6 @@ BAD_RECIPIENT_SYNTAX = "553 5.1.3 Bad recipient address syntax"
 UNKNOWN_USER = "550 5.1.1 Recipient address rejected: user unknown"
 MAILBOX_DISABLED = "550 5.2.1 Recipient address rejected: mailbox disabled"
 RELAY_DENIED = "554 5.7.1 Relay access denied"
-FORWARDING_UNAVAILABLE = "451 4.4.0 Forwarding to remote addresses is not available yet"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
 LINE_TOO_LONG = "500 5.5.2 Line too long"
@@ -39,10 +40,39 @@ TLS_REFUSED = "554 5.7.0 Command refused due to lack of security"
 TLS_UNAVAILABLE = "454 4.7.0 TLS not available"
 TLS_ALREADY_ACTIVE = "503 5.5.1 Error: TLS already active"
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please retry"
+INSUFFICIENT_STORAGE = "452 4.3.1 Insufficient system storage, please retry later"
+BAD_DSN_PARAMETER = "501 5.5.4 Syntax error in DSN parameters (RFC 3461)"
 TIMEOUT = "421 4.4.2 {hostname} Error: timeout exceeded"
 TOO_MANY_CONNECTIONS = "421 4.3.2 {hostname} Too many connections, try again later"
 TOO_MANY_FROM_YOU = "421 4.7.0 {hostname} Too many connections from your address"
 SHUTTING_DOWN = "421 4.3.2 {hostname} Service shutting down, try again later"
+
+# The message itself (smtp/data_reader.py, smtp/chunking.py) and the greeting (RFC 5321 3.1).
+BARE_LINE_END = "550 5.5.2 Error: bare <CR> or <LF> received"
+NUL_IN_MESSAGE = "554 5.6.0 Error: NUL character in message data"
+CHUNK_RECEIVED = "250 2.0.0 OK: {octets} octets received"
+BDAT_SYNTAX = "501 5.5.4 Syntax: BDAT chunk-size [LAST]"
+DATA_SYNTAX = "501 5.5.4 Syntax: DATA"
+DATA_AFTER_BDAT = "503 5.5.1 Error: DATA after BDAT"
+RCPT_AFTER_BDAT = "503 5.5.1 Error: RCPT after BDAT"
+EARLY_TALKER = "554 5.5.1 {hostname} Error: client sent data before the greeting"
+
+# Submission (RFC 6409) and SMTP AUTH (RFC 4954 6, RFC 5248 for the X.7.N codes).
+AUTH_SUCCESSFUL = "235 2.7.0 Authentication successful"
+AUTH_REQUIRED = "530 5.7.0 Authentication required"
+AUTH_NEEDS_TLS = "538 5.7.11 Encryption required for requested authentication mechanism"
+AUTH_FAILED = "535 5.7.8 Authentication credentials invalid"
+AUTH_TEMPORARY = "454 4.7.0 Temporary authentication failure"
+AUTH_LOCKED = "454 4.7.0 Too many failed authentication attempts, try again later"
+AUTH_UNKNOWN_MECHANISM = "504 5.5.4 Unrecognized authentication type"
+AUTH_ABORTED = "501 5.7.0 Auth aborted"
+AUTH_BAD_BASE64 = "501 5.5.2 Can't decode base64"
+AUTH_MALFORMED = "501 5.5.2 Malformed authentication response"
+AUTH_ALREADY = "503 5.5.1 Error: already authenticated"
+SENDER_NOT_OWNED = "553 5.7.1 Sender address rejected: not owned by the authenticated user"
+FROM_NOT_OWNED = "553 5.7.1 From header rejected: address not owned by the authenticated user"
+FROM_HEADER_INVALID = "550 5.6.0 Message needs exactly one well-formed From header"
+SENDING_RATE_EXCEEDED = "450 4.7.1 Sending rate limit exceeded, try again later"
 
 # aiosmtpd's built-in replies, by prefix, and what we send instead. Prefixes ending in ":"
 # keep the rest of the original text (it carries the command's syntax help).
@@ -75,7 +105,7 @@ _AIOSMTPD_REPLIES: tuple[tuple[str, str], ...] = (
     ("501 Supported commands:", "501 5.5.4 Supported commands:"),
     ("501 Not enough value", "501 5.5.4 Syntax: AUTH mechanism [initial-response]"),
     ("501 Too many values", "501 5.5.4 Syntax: AUTH mechanism [initial-response]"),
-    ("503 Already authenticated", "503 5.5.1 Error: already authenticated"),
+    ("503 Already authenticated", AUTH_ALREADY),
     # An exception escaped handle_exception: unknown errors are temporary (STYLE.md 7),
     # and the exception text is for the log, not for the client.
     ("500 Error: (", TEMPORARY_FAILURE),
@@ -83,8 +113,15 @@ _AIOSMTPD_REPLIES: tuple[tuple[str, str], ...] = (
 )
 
 
+# RFC 3463 2 after the reply code: status-code = class "." subject "." detail
+_ENHANCED = re.compile(r"\d{3}[ -]([245])\.\d{1,3}\.\d{1,3}(?: |$)")
+
+
 def translate(reply: str) -> str:
     """Give an aiosmtpd built-in reply its catalogue form; other replies pass unchanged."""
+    enhanced = _ENHANCED.match(reply)
+    if enhanced is not None and enhanced[1] == reply[0]:
+        return reply      # a catalogue reply (every reply we send passes here: keep it cheap)
     for prefix, replacement in _AIOSMTPD_REPLIES:
         if reply.startswith(prefix):
             if prefix.endswith(":"):

@@ -1,36 +1,65 @@
 """The SMTP session protocol: aiosmtpd's `SMTP` with our limits, timeouts and reply catalogue.
 
 This subclass holds no policy (that is the handler's job); it only adds what aiosmtpd has no
-hook for: connection admission, a separate DATA timeout, a 421 on timeouts, a configurable
-line limit, one STARTTLS per session, a guard on its address parser, and translation of
-aiosmtpd's built-in replies into catalogue replies.
+hook for: connection admission, refusing clients that talk before the greeting, a 421 on
+timeouts, a configurable line limit, one STARTTLS per session, a guard on its address
+parser, and translation of aiosmtpd's built-in replies into catalogue replies. DATA and BDAT
+(with their timer and limits) come from `transfer.MessageTransfer`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import warnings
+from collections.abc import Iterator
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, Envelope, syntax
+from aiosmtpd.smtp import Envelope, syntax
 
+from appliance.core import log
 from appliance.smtp import replies
 from appliance.smtp.connections import ConnectionTracker
+from appliance.smtp.dsn_commands import DsnCommands
 from appliance.smtp.handler import MxEnvelope
+from appliance.smtp.paths import simple_path
+from appliance.smtp.transfer import MessageTransfer
+
+READ_BUFFER = 64 * 1024
 
 
-class MailsteadSMTP(SMTP):
-    """One SMTP connection, with the limits named in the settings."""
+class MailsteadSMTP(DsnCommands, MessageTransfer):
+    """One SMTP connection, with the limits named in the settings.
+
+    DsnCommands: MAIL and RCPT with RFC 3461 parameters; MessageTransfer: DATA and BDAT.
+    With `greeting_delay` (seconds) the 220 waits that long; a client that sent anything
+    before it is an early talker and gets a 554 instead (`refuse_early_talkers`, MX only).
+    """
 
     def __init__(self, handler: Any, *, tracker: ConnectionTracker, line_length_limit: int,
-                 data_timeout: float, auth_enabled: bool = False, **kwargs: Any) -> None:
-        # aiosmtpd sizes its StreamReader from this attribute inside __init__, and checks DATA
-        # lines against it before removing the transparency dot (RFC 5321 4.5.2): one octet
-        # more, so that a longest legal line that starts with "." is not refused.
-        self.line_length_limit = line_length_limit + 1
-        super().__init__(handler, ident=replies.GREETING_IDENT, **kwargs)
+                 data_timeout: float, auth_enabled: bool = False, implicit_tls: bool = False,
+                 greeting_delay: float = 0.0, refuse_early_talkers: bool = False,
+                 **kwargs: Any) -> None:
+        # aiosmtpd sizes its StreamReader from this attribute inside __init__: how much it
+        # buffers before a command line is "too long" (commands are held to 512 octets
+        # anyway, RFC 5321 4.5.3.1.4) and before the socket is paused. Message data is read
+        # in pieces of about this size (transfer.py checks DATA lines itself): a larger
+        # buffer means fewer reads and pauses per message.
+        self.line_length_limit = max(line_length_limit + 1, READ_BUFFER)
+        kwargs.update(data_timeout=data_timeout, max_line_length=line_length_limit)
+        if auth_enabled:
+            # Submission: AUTH before MAIL, AUTH only inside TLS. On an implicit-TLS listener
+            # every byte is already encrypted, but aiosmtpd only knows about STARTTLS: it
+            # must not require TLS there (and must not warn that it does not).
+            kwargs.update(auth_required=True, auth_require_tls=not implicit_tls)
+        with _no_auth_tls_warning(implicit_tls):
+            super().__init__(handler, ident=replies.GREETING_IDENT, **kwargs)
         self._tracker = tracker
-        self._data_timeout = data_timeout
         self._auth_enabled = auth_enabled
+        self._greeting_delay = greeting_delay
+        self._refuse_early_talkers = refuse_early_talkers
+        self._early_talker = False
+        self._greeted = False
         self._refusal: str | None = None
         self._counted = False
 
@@ -38,6 +67,9 @@ class MailsteadSMTP(SMTP):
         return MxEnvelope()
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        simple = simple_path(arg)        # the usual <local@domain>, without the slow parser
+        if simple is not None:
+            return simple
         # The stdlib parser behind aiosmtpd raises IndexError on some truncated paths
         # ("<alice@", "<\""): a malformed address (553 / 502), not an internal error (451).
         try:
@@ -58,12 +90,34 @@ class MailsteadSMTP(SMTP):
             self._counted = False
         super().connection_lost(error)
 
+    def data_received(self, data: bytes) -> None:
+        if self._refusal is None and not self._greeted:
+            self._early_talker = True
+        super().data_received(data)
+
     async def _handle_client(self) -> None:
+        if self._refusal is None and self._refuse_early_talkers:
+            await self._wait_before_greeting()
+        if self.transport is None or self.transport.is_closing():
+            return                 # closed while we waited (client gone, or shutdown)
         if self._refusal is not None:
             await self.push(self._refusal.format(hostname=self.hostname))
             self.close_transport()
             return
+        self._greeted = True       # aiosmtpd writes the 220 before it next awaits anything
         await super()._handle_client()
+
+    async def _wait_before_greeting(self) -> None:
+        """Postscreen's pregreet test: whoever talks before the 220 is refused (554)."""
+        if self._greeting_delay > 0:
+            try:
+                await asyncio.sleep(self._greeting_delay)
+            except asyncio.CancelledError:    # the client hung up (EOF): close our side too
+                self.close_transport()
+                raise
+        if self._early_talker and self.transport is not None:
+            log.event("smtp.early_talker", client=_peer_ip(self.transport))
+            self._refusal = replies.EARLY_TALKER
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):
@@ -74,14 +128,7 @@ class MailsteadSMTP(SMTP):
         _send_line(self.transport, replies.TIMEOUT.format(hostname=self.hostname))
         super()._timeout_cb()  # type: ignore[no-untyped-call]
 
-    @syntax("DATA")   # an override loses aiosmtpd's HELP text unless it is declared again
-    async def smtp_DATA(self, arg: str) -> None:
-        self._reset_timeout(self._data_timeout)
-        try:
-            await super().smtp_DATA(arg)
-        finally:
-            if self.transport is not None:     # between commands the idle timer applies again
-                self._reset_timeout()
+    async def _transaction_ended(self) -> None:
         if self._tracker.closing:              # shutting down: no new transaction after this
             self.close_transport(replies.SHUTTING_DOWN)
 
@@ -93,11 +140,14 @@ class MailsteadSMTP(SMTP):
             return
         await super().smtp_STARTTLS(arg)
 
+    @syntax("AUTH <mechanism>", when="_auth_enabled")     # HELP lists it where it works
     async def smtp_AUTH(self, arg: str) -> None:
         if not self._auth_enabled:
             await self.push(replies.AUTH_NOT_ENABLED)
             return
-        await super().smtp_AUTH(arg)
+        # RFC 4954 4: mechanism names are case-insensitive; aiosmtpd compares them as sent.
+        mechanism, _, rest = (arg or "").strip().partition(" ")
+        await super().smtp_AUTH(f"{mechanism.upper()} {rest}".strip())
 
     @property
     def in_transaction(self) -> bool:
@@ -111,6 +161,17 @@ class MailsteadSMTP(SMTP):
         if reply is not None:
             _send_line(self.transport, reply.format(hostname=self.hostname))
         self.transport.close()
+
+
+@contextlib.contextmanager
+def _no_auth_tls_warning(active: bool) -> Iterator[None]:
+    """Silence aiosmtpd's warning about AUTH without TLS where TLS is implicit."""
+    if not active:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+        yield
 
 
 def _peer_ip(transport: asyncio.BaseTransport) -> str:

@@ -50,6 +50,7 @@ class _Expansion:
     remote: dict[str, None]
     seen: set[str]
     disabled: bool = False
+    catch_all: bool = True      # False when asking who may send as an address
 
 
 class SqliteDirectory:
@@ -216,6 +217,19 @@ class SqliteDirectory:
         status = RecipientStatus.DISABLED if state.disabled else RecipientStatus.UNKNOWN
         return Resolution(status)
 
+    def sender_owners(self, address: Address) -> frozenset[str]:
+        """The accounts (as `Address.key`) that may use `address` as a sender.
+
+        That is the account itself (also as `local+detail`) and every account an alias of
+        it leads to. A catch-all grants nothing: receiving a domain's stray mail is no
+        licence to send as any address in it.
+        """
+        if not self.is_local_domain(address.domain):
+            return frozenset()
+        state = _Expansion({}, {}, set(), catch_all=False)
+        self._expand(address, state, 0)
+        return frozenset(parse_address(m.address).key for m in state.mailboxes.values())
+
     def _expand(self, address: Address, state: _Expansion, depth: int) -> None:
         if (address.key in state.seen or depth > MAX_EXPANSION_DEPTH
                 or len(state.seen) > MAX_EXPANDED_TARGETS):
@@ -227,8 +241,9 @@ class SqliteDirectory:
         for candidate in _lookup_keys(address.local_key):
             if self._expand_local(address.domain, candidate, state, depth):
                 return
-        for target in self._alias_targets(address.domain, ""):
-            self._expand_target(target, state, depth)
+        if state.catch_all:
+            for target in self._alias_targets(address.domain, ""):
+                self._expand_target(target, state, depth)
 
     def _expand_local(self, domain: str, local_key: str, state: _Expansion, depth: int) -> bool:
         """Expand one local part through aliases or its account; False if neither exists."""

@@ -1,6 +1,8 @@
-"""The storage contracts: `Directory` (who receives mail) and `MailStore` (where it lands).
+"""The storage contracts: `Directory` (who receives mail), `MailStore` (where it lands) and
+`Queue` (what must still be sent out).
 
-Implementations: `directory.SqliteDirectory` and `maildir.store.MaildirStore`; a scale-out
+Implementations: `directory.SqliteDirectory`, `maildir.store.MaildirStore` and
+`appliance.outbound.spool.Spool`; a scale-out
 implementation plugs in behind the same Protocols (DESIGN.md, "Boundaries").
 """
 
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from appliance.core.addresses import Address
+from appliance.outbound.types import OutboundRecipient
 
 
 @dataclass(frozen=True)
@@ -59,4 +62,121 @@ class MailStore(Protocol):
 
     def deliver(self, message: bytes, mailboxes: Sequence[Mailbox]) -> None:
         """Store `message` in every mailbox durably, or raise DeliveryError leaving nothing."""
+        ...
+
+
+class RecipientState(enum.Enum):
+    """Where one queued recipient stands."""
+
+    QUEUED = "queued"          # waiting for its first or next attempt
+    DELIVERED = "delivered"    # a peer took it (2xx); kept until the message is finished
+    FAILED = "failed"          # given up (5xx or expired); its bounce was created
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """The envelope of a message being queued (RFC 3461 parameters included)."""
+
+    queue_id: str
+    sender: str                                   # "" is the null reverse-path
+    recipients: tuple[OutboundRecipient, ...]     # unique addresses
+    envid: str | None = None
+    ret: str | None = None                        # "FULL", "HDRS" or None
+    smtputf8: bool = False
+    body_8bit: bool = False
+
+
+@dataclass(frozen=True)
+class QueuedRecipient:
+    """One recipient row of the queue."""
+
+    address: str
+    notify: tuple[str, ...]
+    orcpt: str | None
+    state: RecipientState
+    attempts: int
+    next_try: float                 # seconds since the epoch
+    last_reply: str                 # the last reply or reason, "" before the first attempt
+    remote_host: str | None
+    delay_warned: bool
+
+    def outbound(self) -> OutboundRecipient:
+        return OutboundRecipient(self.address, self.notify, self.orcpt)
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    """One message of the queue with all its recipients."""
+
+    queue_id: str
+    sender: str
+    envid: str | None
+    ret: str | None
+    smtputf8: bool
+    body_8bit: bool
+    size: int
+    queued_at: float
+    recipients: tuple[QueuedRecipient, ...]
+
+    @property
+    def pending(self) -> tuple[QueuedRecipient, ...]:
+        return tuple(r for r in self.recipients if r.state is RecipientState.QUEUED)
+
+
+@dataclass(frozen=True)
+class RecipientUpdate:
+    """What one attempt (or an admin) changes for one recipient."""
+
+    address: str
+    state: RecipientState
+    next_try: float
+    last_reply: str
+    remote_host: str | None = None
+    delay_warned: bool = False
+    attempted: bool = True          # count this as an attempt
+
+
+class Queue(Protocol):
+    """The durable outbound queue: message bytes plus per-recipient delivery state.
+
+    Messages are written once and never changed; recipient rows change as attempts are made.
+    Every method may block on the disk: async callers run them in a thread.
+    """
+
+    def enqueue(self, message: NewMessage, content: bytes) -> None:
+        """Store `content` and its envelope durably (group commit), or raise DeliveryError."""
+        ...
+
+    def get(self, queue_id: str) -> QueuedMessage | None:
+        """One message, or None if it is not (or no longer) queued."""
+        ...
+
+    def messages(self) -> list[QueuedMessage]:
+        """Every queued message, oldest first."""
+        ...
+
+    def due(self, now: float, limit: int, exclude: frozenset[str] = frozenset(),
+            busy_domains: frozenset[str] = frozenset()) -> list[QueuedMessage]:
+        """Up to `limit` messages, soonest first, that have a QUEUED recipient due at `now`
+        outside `busy_domains`; messages in `exclude` (being delivered) are left out."""
+        ...
+
+    def next_due(self) -> float | None:
+        """The earliest next try of any QUEUED recipient, or None if there is none."""
+        ...
+
+    def read(self, queue_id: str) -> bytes:
+        """The message bytes (CRLF line ends, no dot-stuffing); raises FileNotFoundError."""
+        ...
+
+    def update(self, queue_id: str, updates: Sequence[RecipientUpdate]) -> bool:
+        """Record attempt results durably; False if the message is gone (deleted meanwhile)."""
+        ...
+
+    def remove(self, queue_id: str) -> bool:
+        """Delete a message and its rows; False if there was none."""
+        ...
+
+    def retry(self, queue_id: str | None, now: float) -> int:
+        """Make one message (None: every message) due now; return how many recipients."""
         ...

@@ -1,4 +1,4 @@
-"""Server TLS contexts: TLS 1.2 and newer only, modern ciphers, no compression or renegotiation."""
+"""TLS contexts: TLS 1.2 and newer only, modern ciphers, no compression or renegotiation."""
 
 from __future__ import annotations
 
@@ -18,4 +18,31 @@ def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
     context.options |= ssl.OP_NO_RENEGOTIATION
     context.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20")
     context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def client_context(*, verify: bool, ca_file: Path | None = None) -> ssl.SSLContext:
+    """A client-side context for STARTTLS to MX hosts and HTTPS to MTA-STS policy hosts.
+
+    With `verify` the peer's chain must lead to `ca_file` (or the system's trusted CAs when
+    None) and its name must match the `server_hostname` given at connect time (RFC 8461 4.2,
+    RFC 6125). Without it the context still encrypts (opportunistic TLS, RFC 3207 4.1: an
+    unverified certificate is better than plaintext when nothing requires more).
+
+    Raises:
+        OSError, ssl.SSLError: `ca_file` cannot be loaded.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    if verify:
+        context.check_hostname = True
+        context.verify_mode = ssl.CERT_REQUIRED
+        if ca_file is not None:
+            context.load_verify_locations(cafile=ca_file)
+        else:
+            context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    else:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     return context

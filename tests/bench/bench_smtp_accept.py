@@ -1,6 +1,7 @@
 """SMTP accept and delivery throughput: the Mailstead engine beside a private Postfix.
 
     python tests/bench/bench_smtp_accept.py [--messages 2000] [--concurrency 20] [--size 4096]
+        [--workers 0]
 
 Both servers run at once, each with its own temp directory on the same file system, and each
 is driven in turn by the same load generator, Postfix's own `smtp-source`. Accepted/s counts
@@ -23,6 +24,8 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil  # type: ignore[import-untyped]
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, as pytest would
 
@@ -54,12 +57,20 @@ class Server:
     name: str
     port: int
     delivered: Callable[[], int]
+    rss: Callable[[], int] = lambda: 0   # bytes resident in all its processes
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants."""
+    root = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
 
 
 @dataclass(frozen=True)
 class Result:
     accepted_s: float   # seconds until smtp-source had every 250
     delivered_s: float  # seconds until every message was a file in the Maildir
+    rss: int            # resident bytes of the server's processes right after the run
 
 
 def smtp_source(port: int, load: Load, count: int) -> None:
@@ -102,8 +113,9 @@ def measure(server: Server, load: Load) -> Result:
     started = time.monotonic()
     smtp_source(server.port, load, load.messages)
     accepted = time.monotonic() - started
+    rss = server.rss()
     wait_for_count(server, target)
-    return Result(accepted, time.monotonic() - started)
+    return Result(accepted, time.monotonic() - started, rss)
 
 
 def warm_up(server: Server, load: Load, count: int) -> None:
@@ -114,14 +126,17 @@ def warm_up(server: Server, load: Load, count: int) -> None:
 
 
 @contextmanager
-def engine_server(workdir: Path, load: Load) -> Iterator[Server]:
-    engine = EngineProcess(workdir, log__level="info",
+def engine_server(workdir: Path, load: Load, workers: int) -> Iterator[Server]:
+    engine = EngineProcess(workdir, log__level="info", engine__workers=workers,
                            limits__max_connections_per_ip=max(100, 4 * load.concurrency))
     engine.start()
     try:
         engine.add_domain(DOMAIN)
         maildir = engine.add_account(RECIPIENT)
-        yield Server("Mailstead", engine.smtp_port, lambda: count_files(maildir))
+        assert engine.proc is not None
+        pid = engine.proc.pid
+        yield Server("Mailstead", engine.smtp_port, lambda: count_files(maildir),
+                     lambda: tree_rss(pid))
     finally:
         engine.stop()
 
@@ -153,6 +168,8 @@ def report(load: Load, results: dict[str, list[Result]]) -> str:
     for label, mine, other in rows:
         a, b = rate(load.messages, mine), rate(load.messages, other)
         lines.append(f"{label:<12} {a:>10.0f} {b:>10.0f} {a / b:>13.2f}")
+    lines.append(f"Mailstead RSS after each run (all processes): "
+                 f"{max(r.rss for r in ours) / 2**20:.0f} MB at most")
     return "\n".join(lines)
 
 
@@ -165,14 +182,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=200, help="untimed messages first")
     parser.add_argument("--reuse", action="store_true",
                         help="several messages per connection (smtp-source -d)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="engine.workers for Mailstead (0: one per CPU)")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory")
     return parser.parse_args()
 
 
-def run(load: Load, rounds: int, warmup: int, workdir: Path) -> dict[str, list[Result]]:
+def run(load: Load, rounds: int, warmup: int, workdir: Path,
+        workers: int) -> dict[str, list[Result]]:
     results: dict[str, list[Result]] = {"Mailstead": [], "Postfix": []}
     with ExitStack() as stack:
-        servers = [stack.enter_context(engine_server(workdir / "engine", load)),
+        servers = [stack.enter_context(engine_server(workdir / "engine", load, workers)),
                    stack.enter_context(postfix_server(workdir / "postfix"))]
         for server in servers:
             warm_up(server, load, warmup)
@@ -195,7 +215,7 @@ def main() -> int:
         raise SystemExit(f"{SMTP_SOURCE} is missing (it ships in Debian's postfix package)")
     workdir = Path(tempfile.mkdtemp(prefix="mailstead-bench-"))
     try:
-        results = run(load, args.rounds, args.warmup, workdir)
+        results = run(load, args.rounds, args.warmup, workdir, args.workers)
     finally:
         if args.keep:
             print(f"kept {workdir}")

@@ -20,6 +20,11 @@ def values_for(setting: Setting) -> st.SearchStrategy[Any]:
         return st.booleans()
     if setting.kind is int:
         return st.integers(setting.minimum, setting.maximum)
+    if setting.validate is not None:     # e.g. sizes: "512MiB", "5%"
+        return st.one_of(
+            st.builds(lambda n, u: f"{n}{u}", st.integers(0, 10**6),
+                      st.sampled_from(["", "K", "MiB", "G", "TB"])),
+            st.builds(lambda p: f"{p}%", st.integers(0, 100)))
     return TEXT
 
 

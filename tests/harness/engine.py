@@ -56,10 +56,16 @@ class EngineProcess:
     def __init__(self, data_dir: Path, **settings: Any) -> None:
         self.data_dir = data_dir
         self.smtp_port = free_port()
+        self.submission_port = free_port()      # STARTTLS, then AUTH (587 on the appliance)
+        self.submissions_port = free_port()     # implicit TLS (465)
         values: dict[str, Any] = {
             "server.hostname": "mx.mailstead.test", "server.dev_mode": True,
             "paths.data_dir": ".", "listen.address": "127.0.0.1",
             "listen.smtp_port": self.smtp_port, "log.level": "debug", **FAST_ARGON2,
+            "limits.greeting_delay_ms": 0,   # tests about early talkers set their own
+            "engine.workers": 1,             # one process; tests about workers set more
+            "listen.submission_port": self.submission_port,
+            "listen.submissions_port": self.submissions_port,
         }
         values.update({k.replace("__", "."): v for k, v in settings.items()})
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -78,7 +84,8 @@ class EngineProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "appliance", "--config", str(self.config_file), "run"],
                 stdout=log, stderr=log, env=env, start_new_session=True)
-        wait_for_port(self.smtp_port, timeout, self.proc)
+        for port in (self.smtp_port, self.submission_port, self.submissions_port):
+            wait_for_port(port, timeout, self.proc)
 
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM and wait; returns the exit status."""

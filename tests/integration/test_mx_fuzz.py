@@ -5,8 +5,8 @@ well-formed reply: three digits and a space or hyphen on every line, one code th
 RFC 3463 enhanced status code (we advertise ENHANCEDSTATUSCODES) except on HELO/EHLO replies,
 never a 2xx or 3xx to a verb the server does not know, and never the temporary failure that
 means an exception escaped. The engine must survive all of it without logging an internal
-error. DATA, QUIT and STARTTLS change what the following bytes mean, so the fuzzer never
-sends them as a verb (it prefixes them with "X").
+error. DATA, BDAT, QUIT and STARTTLS change what the following bytes mean, so the fuzzer
+never sends them as a verb (it prefixes them with "X").
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from harness.smtp_wire import ENHANCED_CODE, ConnectionClosed, Reply, SMTPWire, 
 
 MX_SETTINGS = {"limits__max_connections_per_ip": 10_000}
 KNOWN_VERBS = {b"HELO", b"EHLO", b"MAIL", b"RCPT", b"DATA", b"RSET", b"NOOP", b"QUIT", b"VRFY",
-               b"EXPN", b"HELP", b"STARTTLS", b"AUTH"}
-MODE_CHANGING = {b"DATA", b"QUIT", b"STARTTLS"}
+               b"EXPN", b"HELP", b"STARTTLS", b"AUTH", b"BDAT"}
+MODE_CHANGING = {b"DATA", b"QUIT", b"STARTTLS", b"BDAT"}   # BDAT n: n octets that are no lines
 FUZZ = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
 

@@ -1,6 +1,6 @@
 """The MX's limits on untrusted input, over real sockets: size, recipients, line lengths,
-garbage bytes, and the end-of-data smuggling attack. Each limit gives its catalogue reply,
-stores nothing, and leaves the session usable (or closes it on purpose).
+and garbage bytes (SMTP smuggling: test_mx_smuggling.py). Each limit gives its catalogue
+reply, stores nothing, and leaves the session usable (or closes it on purpose).
 """
 
 from __future__ import annotations
@@ -117,7 +117,9 @@ def test_over_long_command_line_gets_500_and_session_survives(
     rcpt = new_account("longcmd")
     with greeted(mx.smtp_port) as wire:
         assert str(wire.command(b"NOOP " + b"a" * length)) == replies.LINE_TOO_LONG
-        assert str(wire.command(b"MAIL FROM:<" + b"b" * length + b"@example.org>")) == (
+        # RFC 3461 5 lets MAIL lines grow by 100 octets for RET and ENVID (limit 512+136).
+        long_local = b"b" * max(length, 700)
+        assert str(wire.command(b"MAIL FROM:<" + long_local + b"@example.org>")) == (
             replies.LINE_TOO_LONG)
         assert_usable(wire, mx, rcpt)
 
@@ -191,24 +193,3 @@ def test_non_ascii_lines_do_not_close_the_connection(mx: EngineProcess) -> None:
             assert str(wire.command(b"\xc3\xa9\xff")) == replies.SYNTAX_ERROR
             assert str(wire.command(b"")) == replies.SYNTAX_ERROR
         assert str(wire.command("NOOP")) == replies.OK
-
-
-# -- attacks ---------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("fake_end", [b"\n.\n", b"\n.\r\n", b"\r.\r\n", b"\r\n.\n",
-                                      b"\r\n.\r", b"\r\n\x00.\r\n"])
-def test_smtp_smuggling_fake_end_of_data_is_not_honoured(
-        mx: EngineProcess, new_account: NewAccount, fake_end: bytes) -> None:
-    """SMTP smuggling (CVE-2023-51764 family): only CRLF.CRLF ends DATA, so a second,
-    smuggled transaction inside the body must not be executed."""
-    rcpt, victim = new_account("smuggle"), new_account("victim")
-    smuggled = (b"MAIL FROM:<admin@example.test>\r\nRCPT TO:<" + victim.encode()
-                + b">\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n")
-    with open_transaction(mx, rcpt) as wire:
-        wire.send(b"Subject: carrier\r\n\r\nhello" + fake_end + smuggled + b".\r\n")
-        assert wire.read_reply().code == 250
-        assert str(wire.command("NOOP")) == replies.OK    # no queued replies left over
-    assert mx.messages(victim) == []
-    (data,) = mx.messages(rcpt)
-    assert b"Subject: carrier" in data
-    assert b"evil" in data

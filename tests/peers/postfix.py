@@ -60,14 +60,14 @@ def ensure_postfix_installed() -> None:
         raise RuntimeError(f"installed postfix but {POSTFIX} is still missing")
 
 
-def _rewrite_master_cf(text: str, port: int) -> str:
-    """Bind `smtp inet` to 127.0.0.1:PORT and turn chroot off for every service."""
+def _rewrite_master_cf(text: str, port: int, address: str = "127.0.0.1") -> str:
+    """Bind `smtp inet` to ADDRESS:PORT and turn chroot off for every service."""
     out: list[str] = []
     for line in text.splitlines():
         fields = line.split()
         if line[:1] not in ("", "#", " ", "\t") and len(fields) >= 8:
             if fields[0] == "smtp" and fields[1] == "inet":
-                fields[0] = f"127.0.0.1:{port}"
+                fields[0] = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
             fields[4] = "n"
             line = " ".join(fields[:7]) + " " + line.split(None, 7)[7]
         out.append(line)
@@ -95,6 +95,7 @@ class PostfixInstance:
 
     `trusted_networks` becomes `mynetworks` (empty: even loopback clients may not relay);
     `main_cf` overrides or adds main.cf settings (e.g. `smtpd_forbid_bare_newline=reject`).
+    `address` is the loopback address smtpd listens on (127.0.0.1, 127.0.0.2, ::1, ...).
     """
 
     def __init__(
@@ -105,6 +106,7 @@ class PostfixInstance:
         mailboxes: list[str],
         trusted_networks: str = "",
         main_cf: dict[str, str] | None = None,
+        address: str = "127.0.0.1",
     ) -> None:
         self.workdir = workdir.resolve()
         self.port = port
@@ -112,6 +114,7 @@ class PostfixInstance:
         self.mailboxes = [m.lower() for m in mailboxes]
         self.trusted_networks = trusted_networks
         self.overrides = dict(main_cf or {})
+        self.address = address
         self.config_dir = self.workdir / "config"
         self.queue_dir = self.workdir / "queue"
         self.data_dir = self.workdir / "data"
@@ -163,8 +166,11 @@ class PostfixInstance:
             "mydestination": "",
             "alias_maps": "",
             "alias_database": "",
-            "inet_interfaces": "127.0.0.1",
-            "inet_protocols": "ipv4",
+            # Postfix refuses an inet_interfaces address that no interface carries, and
+            # 127.0.0.2 and up are routed to lo without being on it: master.cf binds those.
+            "inet_interfaces": (self.address if self.address in ("127.0.0.1", "::1")
+                                else "loopback-only"),
+            "inet_protocols": "ipv6" if ":" in self.address else "ipv4",
             "mynetworks": self.trusted_networks,
             "smtpd_relay_restrictions": "permit_mynetworks reject_unauth_destination",
             "smtpd_forbid_bare_newline": "yes",
@@ -202,12 +208,12 @@ class PostfixInstance:
         )
         (self.config_dir / "vmailbox").write_text(entries)
         (self.config_dir / "main.cf").write_text(self._main_cf())
-        master = _rewrite_master_cf(SYSTEM_MASTER_CF.read_text(), self.port)
+        master = _rewrite_master_cf(SYSTEM_MASTER_CF.read_text(), self.port, self.address)
         (self.config_dir / "master.cf").write_text(master)
 
     def _banner(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            with socket.create_connection((self.address, self.port), timeout=2) as sock:
                 ok = sock.makefile("rb").readline().startswith(b"220")
                 sock.sendall(b"QUIT\r\n")
                 return ok

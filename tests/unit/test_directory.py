@@ -306,3 +306,36 @@ def test_chains_deeper_than_the_limit_are_cut(directory: SqliteDirectory) -> Non
     directory.add_alias("deep20@example.test", "end@example.test")
     assert resolve(directory, "deep0@example.test").status is RecipientStatus.UNKNOWN
     assert delivered_to(resolve(directory, "deep15@example.test")) == ["end@example.test"]
+
+
+# -- who may send as an address (submission) -----------------------------------------------
+
+def owners(directory: SqliteDirectory, address: str) -> set[str]:
+    return set(directory.sender_owners(parse_address(address)))
+
+
+def test_sender_owners_are_the_account_and_the_accounts_its_aliases_reach(
+        directory: SqliteDirectory) -> None:
+    directory.add_account("alice@example.test", HASH)
+    directory.add_account("Bob@example.test", HASH)
+    directory.add_alias("sales@example.test", "alice@example.test")
+    directory.add_alias("sales@example.test", "bob@example.test")
+    directory.add_alias("info@example.test", "sales@example.test")       # alias of an alias
+    directory.add_alias("fwd@example.test", "someone@elsewhere.test")    # remote only
+    directory.add_alias("@example.test", "alice@example.test")           # catch-all
+    assert owners(directory, "alice@example.test") == {"alice@example.test"}
+    assert owners(directory, "ALICE+lists@Example.TEST") == {"alice@example.test"}
+    assert owners(directory, "bob@example.test") == {"bob@example.test"}
+    assert owners(directory, "sales@example.test") == {"alice@example.test", "bob@example.test"}
+    assert owners(directory, "info@example.test") == {"alice@example.test", "bob@example.test"}
+    assert owners(directory, "fwd@example.test") == set()
+    # The catch-all delivers stray mail to alice, but gives her no right to send as it.
+    assert delivered_to(resolve(directory, "stray@example.test")) == ["alice@example.test"]
+    assert owners(directory, "stray@example.test") == set()
+    assert owners(directory, "alice@elsewhere.test") == set()
+
+
+def test_a_disabled_account_owns_nothing(directory: SqliteDirectory) -> None:
+    directory.add_account("alice@example.test", HASH)
+    directory.set_enabled("alice@example.test", False)
+    assert owners(directory, "alice@example.test") == set()

@@ -24,8 +24,8 @@ BOX = Mailbox(1, "bob@example.test", Path("mail/example.test/bob"))
     (Resolution(RecipientStatus.UNKNOWN), replies.UNKNOWN_USER),
     (Resolution(RecipientStatus.DISABLED), replies.MAILBOX_DISABLED),
     (Resolution(RecipientStatus.DELIVER, (BOX,)), None),
-    (Resolution(RecipientStatus.DELIVER, (BOX,), ("x@remote.test",)),
-     replies.FORWARDING_UNAVAILABLE),
+    (Resolution(RecipientStatus.DELIVER, (BOX,), ("x@remote.test",)), None),   # queued
+    (Resolution(RecipientStatus.DELIVER, (), ("x@remote.test",)), None),
 ])
 def test_recipient_reply(resolution: Resolution, expected: str | None) -> None:
     assert recipient_reply(resolution) == expected

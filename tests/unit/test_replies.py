@@ -34,7 +34,7 @@ def test_catalogue_is_not_empty() -> None:
 
 @pytest.mark.parametrize("name", sorted(catalogue()))
 def test_catalogue_reply_has_a_matching_enhanced_code(name: str) -> None:
-    reply = catalogue()[name].format(queue_id="Q1", hostname="mx.example.test")
+    reply = catalogue()[name].format(queue_id="Q1", hostname="mx.example.test", octets=1)
     assert_enhanced(reply)
     assert "\r" not in reply
     assert "\n" not in reply

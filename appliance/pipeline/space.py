@@ -1,0 +1,49 @@
+"""The free-space floor (`limits.min_free_space`): refuse new mail with 452 before the disk fills.
+
+Checked at MAIL FROM (with the SIZE the client announced) and again before a message is
+stored, so a full disk tempfails the client instead of losing mail (RFC 3463 4.3.1).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from appliance.core import log
+from appliance.core.errors import MailError
+from appliance.core.sizes import SpaceAmount
+from appliance.smtp import replies
+
+
+def free_and_total(path: Path) -> tuple[int, int]:
+    """Bytes available to this (unprivileged) process, and the file system's size."""
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize, stat.f_blocks * stat.f_frsize
+
+
+class SpaceGuard:
+    """Answers "is there room for `size` more bytes above the floor?" for one data directory."""
+
+    def __init__(self, path: Path, floor: SpaceAmount,
+                 measure: Callable[[Path], tuple[int, int]] = free_and_total) -> None:
+        self._path = path
+        self._floor = floor
+        self._measure = measure
+
+    def has_room(self, size: int = 0) -> bool:
+        if self._floor.percent is None and self._floor.bytes == 0:
+            return True
+        try:
+            free, total = self._measure(self._path)
+        except OSError as exc:
+            log.error("space.check_failed", exc, path=str(self._path))
+            return True     # cannot tell: let the write itself fail if the disk is full
+        return free - size >= self._floor.of(total)
+
+    def check(self, size: int = 0) -> None:
+        """Raise a MailError carrying `452 4.3.1` if `size` bytes would go below the floor."""
+        if not self.has_room(size):
+            log.event("space.below_floor", path=str(self._path), size=size)
+            raise MailError(replies.INSUFFICIENT_STORAGE,
+                            f"free space below limits.min_free_space with {size} more bytes")

@@ -1,0 +1,172 @@
+"""Engine worker processes sharing the MX port (SO_REUSEPORT), and their supervisor.
+
+With `engine.workers` = 1 the engine is this one process. With more, this process becomes
+a supervisor with no event loop and no threads, so that it can fork at any time: it forks
+the primary (slot 0: MX, submission, queue runner, control socket, see engine.py), waits
+until it is ready (its spool recovery is done), then forks the MX workers (slots 1..N-1).
+Each binds the MX port with SO_REUSEPORT and the kernel spreads connections over them.
+
+SIGTERM or SIGINT is forwarded to every worker, which shuts down gracefully; the
+supervisor exits when all have, with 0 if all exited cleanly. A worker that dies otherwise
+is forked again (after a pause that doubles while it keeps dying young). A worker whose
+supervisor disappears (SIGKILL) stops by itself. A worker that fails during the first
+start stops the whole engine: that is a configuration problem, not a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import select
+import signal
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import NoReturn
+
+from appliance.core import log
+from appliance.engine import Role, run_engine
+from appliance.settings import Settings
+
+READY_TIMEOUT = 120.0     # seconds a worker may take to start (spool recovery included)
+RESTART_ORPHAN_GRACE = 60.0   # a restarted primary's recovery spares younger spool files
+FIRST_PAUSE, MAX_PAUSE = 0.5, 30.0
+YOUNG = 60.0              # a worker that dies younger than this counts as failing
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def worker_count(settings: Settings) -> int:
+    """`engine.workers`, with 0 meaning one per CPU this process may use."""
+    wanted = settings.get_int("engine.workers")
+    return wanted or len(os.sched_getaffinity(0)) or 1
+
+
+def run(settings: Settings) -> int:
+    """Run the engine until SIGTERM or SIGINT, in one process or as N workers."""
+    count = worker_count(settings)
+    if count == 1:
+        asyncio.run(run_engine(settings))
+        return 0
+    return Supervisor(settings, count).run()
+
+
+@dataclass
+class _Slot:
+    pid: int = 0
+    started: float = 0.0
+    failures: int = 0
+
+
+@dataclass
+class Supervisor:
+    """Forks and watches the workers; see the module docstring."""
+
+    settings: Settings
+    count: int
+    stopping: bool = False
+    failed: bool = False
+    slots: dict[int, _Slot] = field(default_factory=dict)
+
+    def run(self) -> int:
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, self._on_signal)
+        log.event("engine.supervisor_started", workers=self.count, pid=os.getpid())
+        for slot in range(self.count):
+            if self.stopping or not self._start(slot, first_start=True):
+                self._stop_all(failed=not self.stopping)
+                break
+        while self._live():
+            self._reap(*os.wait())
+        log.event("engine.supervisor_stopped", clean=not self.failed)
+        return 1 if self.failed else 0
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._stop_all(failed=False)
+
+    def _stop_all(self, *, failed: bool) -> None:
+        self.stopping = True
+        self.failed = self.failed or failed
+        for state in self.slots.values():
+            if state.pid:
+                _signal(state.pid, signal.SIGTERM)
+
+    def _live(self) -> bool:
+        return any(state.pid for state in self.slots.values())
+
+    def _start(self, slot: int, *, first_start: bool = False) -> bool:
+        """Fork the worker for `slot` and wait until it is ready; False if it never was."""
+        state = self.slots.setdefault(slot, _Slot())
+        grace = 0.0 if first_start else RESTART_ORPHAN_GRACE
+        read_end, write_end = os.pipe()
+        # Signals wait until the child has its own handlers: ours would act on its siblings.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_end)
+            _child(self.settings, slot, write_end, grace)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        os.close(write_end)
+        state.pid, state.started = pid, time.monotonic()
+        ready = _wait_ready(read_end)
+        log.event("engine.worker_started", slot=slot, pid=pid, ready=ready)
+        return ready
+
+    def _reap(self, pid: int, status: int) -> None:
+        slot = next((s for s, state in self.slots.items() if state.pid == pid), None)
+        if slot is None:
+            return
+        state = self.slots[slot]
+        state.pid = 0
+        code = os.waitstatus_to_exitcode(status)
+        log.event("engine.worker_exited", slot=slot, pid=pid, status=code)
+        if self.stopping:
+            self.failed = self.failed or code != 0
+            return
+        lived = time.monotonic() - state.started
+        state.failures = state.failures + 1 if lived < YOUNG else 1
+        self._pause(min(MAX_PAUSE, FIRST_PAUSE * 2 ** (state.failures - 1)))
+        if not self.stopping:
+            self._start(slot)
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep, but wake early when a signal asks to stop."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(min(0.1, deadline - time.monotonic()))
+
+
+def _wait_ready(read_end: int) -> bool:
+    """True once the worker wrote its ready byte; False if it died or took too long."""
+    try:
+        readable, _, _ = select.select([read_end], [], [], READY_TIMEOUT)
+        return bool(readable) and os.read(read_end, 1) == b"R"
+    finally:
+        os.close(read_end)
+
+
+def _child(settings: Settings, slot: int, ready_fd: int, orphan_grace: float) -> NoReturn:
+    """The forked worker: run its part of the engine, then leave without any cleanup of the
+    supervisor's state (os._exit: nothing inherited is flushed or closed twice)."""
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+    def ready() -> None:
+        os.write(ready_fd, b"R")
+        os.close(ready_fd)
+
+    role = Role(primary=slot == 0, reuse_port=True, orphan_grace=orphan_grace,
+                ready=ready, supervisor=os.getppid(), slot=slot)
+    code = 0
+    try:
+        asyncio.run(run_engine(settings, role))
+    except BaseException as exc:   # whatever it was: logged here, the supervisor decides
+        log.error("engine.worker_failed", exc, slot=slot)
+        code = 1
+    os._exit(code)
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):   # it has just exited
+        os.kill(pid, signum)
