@@ -17,6 +17,7 @@ from appliance.auth import sasl
 from appliance.auth.guard import LoginGuard, LoginResult, Outcome
 from appliance.core import log
 from appliance.smtp import replies
+from appliance.smtp.envelope import client_ip
 
 PROTOCOL = "smtp"
 
@@ -39,11 +40,6 @@ def authenticated_account(session: Session) -> str | None:
     """The account (`Address.key`) the session logged in as, or None."""
     account: Any = session.auth_data
     return account if session.authenticated and isinstance(account, str) else None
-
-
-def client_ip(session: Session) -> str:
-    peer: Any = session.peer
-    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
 
 
 class SmtpAuthMechanisms:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Executor
-from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
@@ -18,21 +17,17 @@ from appliance.core.addresses import AddressError, parse_address
 from appliance.core.errors import MailError
 from appliance.core.ids import new_queue_id
 from appliance.pipeline.deliver import Deliverer
-from appliance.pipeline.route import Accepted
 from appliance.pipeline.space import SpaceGuard
 from appliance.smtp import policy, replies
 from appliance.smtp.dsn_commands import envelope_dsn
-from appliance.storage.interfaces import Directory, Resolution
-
-NULL_SENDER = "<>"   # RFC 5321 4.5.5: the reverse-path of bounces and auto-replies
-
-
-class MxEnvelope(Envelope):
-    """aiosmtpd's envelope plus what the MX learnt about each recipient."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.resolutions: dict[str, Resolution] = {}
+from appliance.smtp.envelope import (
+    NULL_SENDER,
+    MxEnvelope,
+    accepted_recipients,
+    announced_size,
+    client_ip,
+)
+from appliance.storage.interfaces import Directory
 
 
 class MxHandler:
@@ -62,8 +57,8 @@ class MxHandler:
                 address = str(parse_address(address))
             except AddressError:
                 return replies.BAD_SENDER_SYNTAX
-        if self._space is not None and not self._space.has_room(_announced_size(mail_options)):
-            log.event("smtp.sender_deferred", client=_client_ip(session), reason="disk_space")
+        if self._space is not None and not self._space.has_room(announced_size(mail_options)):
+            log.event("smtp.sender_deferred", client=client_ip(session), reason="disk_space")
             return replies.INSUFFICIENT_STORAGE
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -83,7 +78,7 @@ class MxHandler:
         resolution = self._directory.resolve(recipient)
         rejection = policy.recipient_reply(resolution)
         if rejection is not None:
-            log.event("smtp.recipient_rejected", client=_client_ip(session),
+            log.event("smtp.recipient_rejected", client=client_ip(session),
                       recipient=str(recipient), reason=resolution.status.value,
                       reply=rejection[:3])
             return rejection
@@ -101,13 +96,13 @@ class MxHandler:
         dsn = envelope_dsn(envelope)
         try:
             await self._deliverer.accept(
-                message, envelope.mail_from or "", _accepted(envelope), queue_id=queue_id,
+                message, envelope.mail_from or "", accepted_recipients(envelope), queue_id=queue_id,
                 envid=dsn.mail.envid, ret=dsn.mail.ret, smtputf8=envelope.smtp_utf8,
                 body_8bit="BODY=8BITMIME" in envelope.mail_options)
         except MailError as exc:
             log.error("smtp.delivery_failed", queue_id=queue_id, reason=exc.reason)
             return exc.reply
-        log.event("smtp.accepted", queue_id=queue_id, client=_client_ip(session),
+        log.event("smtp.accepted", queue_id=queue_id, client=client_ip(session),
                   sender=envelope.mail_from, recipients=envelope.rcpt_tos, size=len(message))
         return replies.QUEUED.format(queue_id=queue_id)
 
@@ -125,31 +120,6 @@ class MxHandler:
         return policy.trace_headers(policy.Trace(
             sender="" if envelope.mail_from == NULL_SENDER else envelope.mail_from or "",
             helo=session.host_name or "",
-            client_ip=_client_ip(session), hostname=self._hostname, protocol=protocol,
+            client_ip=client_ip(session), hostname=self._hostname, protocol=protocol,
             queue_id=queue_id, recipient=only, timestamp=time.time()))
 
-
-def _accepted(envelope: MxEnvelope) -> list[Accepted]:
-    """The accepted recipients with their resolutions and DSN parameters (RFC 3461)."""
-    dsn = envelope_dsn(envelope)
-    found: list[Accepted] = []
-    for address, resolution in zip(envelope.rcpt_tos, envelope.resolutions.values(),
-                                   strict=True):
-        params = dsn.recipients.get(address)
-        found.append(Accepted(address, resolution, params.notify if params else (),
-                              params.orcpt if params else None))
-    return found
-
-
-def _announced_size(mail_options: list[str]) -> int:
-    """The SIZE the client announced on MAIL FROM (RFC 1870), 0 if none."""
-    for option in mail_options:
-        name, _, value = option.partition("=")
-        if name.upper() == "SIZE" and value.isdigit():
-            return int(value)
-    return 0
-
-
-def _client_ip(session: Session) -> str:
-    peer: Any = session.peer
-    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)

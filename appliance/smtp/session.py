@@ -21,7 +21,7 @@ from appliance.core import log
 from appliance.smtp import replies
 from appliance.smtp.connections import ConnectionTracker
 from appliance.smtp.dsn_commands import DsnCommands
-from appliance.smtp.handler import MxEnvelope
+from appliance.smtp.envelope import MxEnvelope
 from appliance.smtp.paths import simple_path
 from appliance.smtp.transfer import MessageTransfer
 

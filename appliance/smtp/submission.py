@@ -23,12 +23,17 @@ from appliance.core.errors import MailError
 from appliance.core.ids import new_queue_id
 from appliance.core.ratelimit import SlidingWindowLimiter
 from appliance.pipeline.deliver import Deliverer
-from appliance.pipeline.route import Accepted
 from appliance.pipeline.space import SpaceGuard
 from appliance.smtp import policy, replies, submission_policy
-from appliance.smtp.auth_mechanisms import SmtpAuthMechanisms, authenticated_account, client_ip
+from appliance.smtp.auth_mechanisms import SmtpAuthMechanisms, authenticated_account
 from appliance.smtp.dsn_commands import envelope_dsn
-from appliance.smtp.handler import NULL_SENDER, MxEnvelope
+from appliance.smtp.envelope import (
+    NULL_SENDER,
+    MxEnvelope,
+    accepted_recipients,
+    announced_size,
+    client_ip,
+)
 from appliance.storage.interfaces import Directory, RecipientStatus
 
 PROTOCOL = "ESMTPSA"    # RFC 3848: ESMTP, with TLS, authenticated (always so on submission)
@@ -81,7 +86,7 @@ class SubmissionHandler(SmtpAuthMechanisms):
         if not self._limiter.allowed(account):
             _refused(session, account, "rate_limited", address)
             return replies.SENDING_RATE_EXCEEDED
-        if self._space is not None and not self._space.has_room(_announced_size(mail_options)):
+        if self._space is not None and not self._space.has_room(announced_size(mail_options)):
             _refused(session, account, "disk_space", address)
             return replies.INSUFFICIENT_STORAGE
         envelope.mail_from = address
@@ -178,7 +183,7 @@ class SubmissionHandler(SmtpAuthMechanisms):
         dsn = envelope_dsn(envelope)
         try:
             await self._deliverer.accept(
-                message, envelope.mail_from or "", _accepted(envelope), queue_id=queue_id,
+                message, envelope.mail_from or "", accepted_recipients(envelope), queue_id=queue_id,
                 envid=dsn.mail.envid, ret=dsn.mail.ret, smtputf8=envelope.smtp_utf8,
                 body_8bit="BODY=8BITMIME" in envelope.mail_options)
         except MailError as exc:
@@ -188,27 +193,6 @@ class SubmissionHandler(SmtpAuthMechanisms):
                   client=client_ip(session), helo=session.host_name,
                   sender=envelope.mail_from, recipients=envelope.rcpt_tos, size=len(message))
         return replies.QUEUED.format(queue_id=queue_id)
-
-
-def _accepted(envelope: MxEnvelope) -> list[Accepted]:
-    """The accepted recipients with their resolutions and DSN parameters (RFC 3461)."""
-    dsn = envelope_dsn(envelope)
-    found: list[Accepted] = []
-    for address, resolution in zip(envelope.rcpt_tos, envelope.resolutions.values(),
-                                   strict=True):
-        params = dsn.recipients.get(address)
-        found.append(Accepted(address, resolution, params.notify if params else (),
-                              params.orcpt if params else None))
-    return found
-
-
-def _announced_size(mail_options: list[str]) -> int:
-    """The SIZE the client announced on MAIL FROM (RFC 1870), 0 if none."""
-    for option in mail_options:
-        name, _, value = option.partition("=")
-        if name.upper() == "SIZE" and value.isdigit():
-            return int(value)
-    return 0
 
 
 def _refused(session: Session, account: str, reason: str, address: str) -> None:

@@ -1,0 +1,51 @@
+"""What an SMTP transaction has gathered: the envelope type and facts read from it.
+
+Shared by the MX and submission handlers (and the AUTH mechanisms), so each reads a session
+and an envelope the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiosmtpd.smtp import Envelope, Session
+
+from appliance.pipeline.route import Accepted
+from appliance.smtp.dsn_commands import envelope_dsn
+from appliance.storage.interfaces import Resolution
+
+NULL_SENDER = "<>"   # RFC 5321 4.5.5: the reverse-path of bounces and auto-replies
+
+
+class MxEnvelope(Envelope):
+    """aiosmtpd's envelope plus what the MX learnt about each recipient."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resolutions: dict[str, Resolution] = {}
+
+
+def accepted_recipients(envelope: MxEnvelope) -> list[Accepted]:
+    """The accepted recipients with their resolutions and DSN parameters (RFC 3461)."""
+    dsn = envelope_dsn(envelope)
+    found: list[Accepted] = []
+    for address, resolution in zip(envelope.rcpt_tos, envelope.resolutions.values(),
+                                   strict=True):
+        params = dsn.recipients.get(address)
+        found.append(Accepted(address, resolution, params.notify if params else (),
+                              params.orcpt if params else None))
+    return found
+
+
+def announced_size(mail_options: list[str]) -> int:
+    """The SIZE the client announced on MAIL FROM (RFC 1870), 0 if none."""
+    for option in mail_options:
+        name, _, value = option.partition("=")
+        if name.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return 0
+
+
+def client_ip(session: Session) -> str:
+    peer: Any = session.peer
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
