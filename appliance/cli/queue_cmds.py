@@ -85,6 +85,8 @@ def _render_list(messages: list[dict[str, Any]]) -> str:
         state = "active" if m["active"] else _when(m["next_try"])
         lines.append(f"{m['queue_id']:<14} {m['size']:>9}  {_when(m['queued_at']):<20} "
                      f"{state:<20} {m['pending']}/{m['recipients']:<3} <{m['sender']}>")
+        for deferred in m.get("deferred", []):
+            lines.append(f"    ({deferred['last_reply']})\n      <{deferred['address']}>")
     lines.append(f"-- {len(messages)} message(s)")
     return "\n".join(lines)
 

@@ -67,6 +67,9 @@ def summary(message: QueuedMessage, in_flight: frozenset[str]) -> dict[str, Any]
         "queued_at": message.queued_at, "recipients": len(message.recipients),
         "pending": len(pending), "active": message.queue_id in in_flight,
         "next_try": min((r.next_try for r in pending), default=None),
+        # why it is still here, per recipient (what `mailq` prints under each message)
+        "deferred": [{"address": r.address, "last_reply": r.last_reply}
+                     for r in pending if r.last_reply],
     }
 
 

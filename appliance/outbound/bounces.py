@@ -169,7 +169,7 @@ def _per_recipient(recipient: ReportedRecipient, action: Notice) -> list[str]:
     fields += [f"Final-Recipient: {kind}; {recipient.address}", f"Action: {action.value}",
                f"Status: {status_code(recipient.reply, action)}"]
     if recipient.remote_host:
-        fields.append(f"Remote-MTA: dns; {_ascii(recipient.remote_host)}")
+        fields.append(f"Remote-MTA: dns; {_ascii(mta_name(recipient.remote_host))}")
     if _REPLY_CODE.match(recipient.reply):
         fields.append(f"Diagnostic-Code: smtp; {_ascii(recipient.reply)}")
     if recipient.last_attempt is not None:
@@ -177,6 +177,13 @@ def _per_recipient(recipient: ReportedRecipient, action: Notice) -> list[str]:
     if action is Notice.DELAYED and recipient.will_retry_until is not None:
         fields.append(f"Will-Retry-Until: {_date(recipient.will_retry_until)}")
     return fields
+
+
+def mta_name(remote_host: str) -> str:
+    """The host name of `name[address]`: an mta-name of type `dns` is a domain name alone
+    (RFC 3464 2.3.5, 2.1.2); the address stays in the human-readable part."""
+    name = remote_host.partition("[")[0]
+    return name or remote_host
 
 
 def status_code(reply: str, action: Notice) -> str:

@@ -66,6 +66,8 @@ class Reporter:
             log.event("dsn.undeliverable", queue_id=subject.queue_id, sender=subject.sender)
             return None
         dsn = build_report(ctx, action, recipients, original)
+        if _final_delivery(target):
+            dsn = b"Return-Path: <>\r\n" + dsn     # RFC 5321 4.4, as the MX writes it
         queue_id = await self._deliverer.accept(
             dsn, "", [target], smtputf8=not subject.sender.isascii(),
             body_8bit=not dsn.isascii(), enforce_floor=False)
@@ -103,3 +105,10 @@ class Reporter:
             await self.report(subject, Notice.DELIVERED, recipients, message)
         except Exception as exc:
             log.error("dsn.failed", exc, queue_id=subject.queue_id)
+
+
+def _final_delivery(target: Accepted) -> bool:
+    """True when the report goes only into our own mailboxes (no copy is queued onward),
+    where `Return-Path` belongs (RFC 5321 4.4: added at final delivery)."""
+    resolution = target.resolution
+    return resolution.status is not RecipientStatus.NOT_LOCAL and not resolution.remote

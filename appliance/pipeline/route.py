@@ -67,6 +67,28 @@ def remote_targets(accepted: Accepted) -> list[OutboundRecipient]:
     return [OutboundRecipient(target, accepted.notify, orcpt) for target in resolution.remote]
 
 
+def refused_destination(domain: str, hostname: str) -> bool:
+    """True for a recipient domain that mail must never be relayed to, even when the
+    sender is authenticated: it names this host or a bare IP address, not a mail domain.
+
+    - an address literal (`[127.0.0.1]`, `[IPv6:::1]`, RFC 5321 4.1.3): it bypasses the MX
+      records, so a user could aim our queue at any host, loopback and LAN included;
+    - `localhost` and every name below it (RFC 6761 6.3: always the local host);
+    - a name whose last label is all digits (`127.0.0.1`): an IPv4 address in disguise,
+      as no top-level domain is numeric (RFC 3696 2, RFC 1123 2.1);
+    - our own host name (when it is not one of our mail domains): mail would loop.
+
+    Args:
+        domain: the domain part as the client sent it, or normalised (A-label, lower case).
+        hostname: `server.hostname`.
+    """
+    name = domain.lower().rstrip(".")
+    if name.startswith("[") or name == hostname.lower().rstrip("."):
+        return True
+    return (name == "localhost" or name.endswith(".localhost")
+            or name.rpartition(".")[2].isdigit())
+
+
 def original_recipient(address: str) -> str:
     """An ORCPT value for `address`: `rfc822` type, or `utf-8` (RFC 6533) if it needs it."""
     return f"{'rfc822' if address.isascii() else 'utf-8'};{address}"

@@ -24,6 +24,8 @@ BAD_RECIPIENT_SYNTAX = "553 5.1.3 Bad recipient address syntax"
 UNKNOWN_USER = "550 5.1.1 Recipient address rejected: user unknown"
 MAILBOX_DISABLED = "550 5.2.1 Recipient address rejected: mailbox disabled"
 RELAY_DENIED = "554 5.7.1 Relay access denied"
+DESTINATION_REFUSED = ("550 5.1.2 Recipient address rejected: mail to localhost or an IP "
+                       "address is not relayed")
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
 LINE_TOO_LONG = "500 5.5.2 Line too long"

@@ -23,6 +23,7 @@ from appliance.core.errors import MailError
 from appliance.core.ids import new_queue_id
 from appliance.core.ratelimit import SlidingWindowLimiter
 from appliance.pipeline.deliver import Deliverer
+from appliance.pipeline.route import refused_destination
 from appliance.pipeline.space import SpaceGuard
 from appliance.smtp import policy, replies, submission_policy
 from appliance.smtp.auth_mechanisms import SmtpAuthMechanisms, authenticated_account
@@ -99,6 +100,9 @@ class SubmissionHandler(SmtpAuthMechanisms):
         try:
             recipient = parse_address(address)
         except AddressError:
+            if refused_destination(address.rpartition("@")[2], self._hostname):
+                return self._reject(session, address, "refused_destination",
+                                    replies.DESTINATION_REFUSED)
             return replies.BAD_RECIPIENT_SYNTAX
         if recipient.key in envelope.resolutions:
             return replies.RECIPIENT_OK            # a duplicate: accepted once
@@ -106,13 +110,16 @@ class SubmissionHandler(SmtpAuthMechanisms):
             return replies.TOO_MANY_RECIPIENTS
         resolution = self._directory.resolve(recipient)
         # A remote recipient is what submission is for: the session is authenticated.
-        rejection = (None if resolution.status is RecipientStatus.NOT_LOCAL
-                     else policy.recipient_reply(resolution))
-        if rejection is not None:
-            log.event("submission.recipient_rejected", client=client_ip(session),
-                      account=authenticated_account(session), recipient=str(recipient),
-                      reason=resolution.status.value, reply=rejection[:3])
-            return rejection
+        # But never this host itself or a bare IP address (route.refused_destination).
+        if resolution.status is RecipientStatus.NOT_LOCAL:
+            if refused_destination(recipient.domain, self._hostname):
+                return self._reject(session, str(recipient), "refused_destination",
+                                    replies.DESTINATION_REFUSED)
+        else:
+            rejection = policy.recipient_reply(resolution)
+            if rejection is not None:
+                return self._reject(session, str(recipient), resolution.status.value,
+                                    rejection)
         envelope.resolutions[recipient.key] = resolution
         envelope.rcpt_tos.append(str(recipient))
         envelope.rcpt_options.extend(rcpt_options)
@@ -141,6 +148,12 @@ class SubmissionHandler(SmtpAuthMechanisms):
         else:
             log.error("submission.internal_error", error)
         return replies.TEMPORARY_FAILURE
+
+    def _reject(self, session: Session, recipient: str, reason: str, reply: str) -> str:
+        log.event("submission.recipient_rejected", client=client_ip(session),
+                  account=authenticated_account(session), recipient=recipient,
+                  reason=reason, reply=reply[:3])
+        return reply
 
     def _owns(self, account: str, address: Address) -> bool:
         return account in self._directory.sender_owners(address)

@@ -15,6 +15,7 @@ from appliance.outbound.bounces import (
     build_report,
     header_block,
     is_report,
+    mta_name,
     should_report,
     status_code,
 )
@@ -175,3 +176,17 @@ def test_header_block_and_status_code_edges() -> None:
     assert status_code("no code", Notice.FAILED) == "5.0.0"
     assert status_code("no code", Notice.DELAYED) == "4.0.0"
     assert status_code("5.4.7 expired; last reply: 451 4.4.1 x", Notice.FAILED) == "5.4.7"
+
+
+@pytest.mark.parametrize(("remote_host", "expected"), [
+    ("mx.remote.test[192.0.2.1]", "mx.remote.test"),      # as the transport reports it
+    ("mx.v6.test[::1]", "mx.v6.test"),
+    ("mx.remote.test", "mx.remote.test"),
+])
+def test_remote_mta_is_the_host_name_alone(remote_host: str, expected: str) -> None:
+    """RFC 3464 2.3.5: `Remote-MTA: dns; name`; the address stays in the human part."""
+    recipient = ReportedRecipient("x@remote.test", None, "550 5.1.1 no", remote_host)
+    message = parse(build_report(ctx(), Notice.FAILED, [recipient], ORIGINAL, token="t"))
+    assert mta_name(remote_host) == expected
+    assert status_blocks(message)[1]["Remote-MTA"] == f"dns; {expected}"
+    assert f"(reported by {remote_host})" in parts(message)[0].get_content()

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from appliance.cli.queue_cmds import render
 from appliance.control import client
 from appliance.control.messages import (
     ControlError,
@@ -27,7 +28,7 @@ from appliance.control.queue_ops import QueueOps
 from appliance.control.server import ControlServer
 from appliance.outbound.spool import Spool
 from appliance.outbound.types import OutboundRecipient
-from appliance.storage.interfaces import NewMessage
+from appliance.storage.interfaces import NewMessage, RecipientState, RecipientUpdate
 
 
 @pytest.mark.parametrize("request_", [
@@ -90,6 +91,20 @@ def test_queue_ops(tmp_path: Path) -> None:
             ops.call(op, {"queue_id": "QB"})
     with pytest.raises(ControlError, match="not a queue id"):
         ops.call("queue.show", {"queue_id": "../x"})
+
+
+def test_queue_list_says_why_each_recipient_waits(tmp_path: Path) -> None:
+    """Like `mailq`: the last reply of every deferred recipient under its message."""
+    spool = filled_spool(tmp_path)
+    reply = "451 4.4.1 Cannot connect to mx.remote.test[192.0.2.1]"
+    assert spool.update("QB", [RecipientUpdate("x@remote.test", RecipientState.QUEUED,
+                                               0.0, reply, "mx.remote.test[192.0.2.1]")])
+    listed = QueueOps(spool).call("queue.list", {})
+    assert [m["deferred"] for m in listed] == [
+        [], [{"address": "x@remote.test", "last_reply": reply}]]
+    lines = render("queue.list", listed).splitlines()
+    assert lines[2].startswith("QB ")
+    assert lines[3:5] == [f"    ({reply})", "      <x@remote.test>"]
 
 
 def test_server_and_client_over_a_unix_socket(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from appliance.core.errors import DeliveryError, MailError
 from appliance.outbound.spool import Spool
 from appliance.outbound.types import OutboundRecipient
 from appliance.pipeline.deliver import Deliverer
-from appliance.pipeline.route import Accepted, route
+from appliance.pipeline.route import Accepted, refused_destination, route
 from appliance.storage.interfaces import Mailbox, RecipientStatus, Resolution
 from appliance.storage.maildir.store import MaildirStore
 
@@ -150,3 +150,15 @@ def test_space_floor_refuses_before_writing(tmp_path: Path) -> None:
     # bounces are not held back by the floor
     asyncio.run(deliverer.accept(MESSAGE, "", target, enforce_floor=False))
     assert len(spool.messages()) == 1
+
+
+@pytest.mark.parametrize(("domain", "refused"), [
+    ("[127.0.0.1]", True), ("[IPv6:::1]", True), ("[192.0.2.1]", True),   # address literals
+    ("localhost", True), ("LOCALHOST.", True), ("mail.localhost", True),  # RFC 6761 6.3
+    ("127.0.0.1", True), ("10.1.2.3", True), ("2130706433", True),        # numeric last label
+    ("mx.mailstead.test", True), ("MX.Mailstead.Test.", True),            # ourselves: a loop
+    ("example.org", False), ("localhost.example.org", False), ("mail.test", False),
+    ("127.0.0.1.example.org", False), ("xn--bcher-kva.example", False),
+])
+def test_refused_destination(domain: str, refused: bool) -> None:
+    assert refused_destination(domain, "mx.mailstead.test") is refused
