@@ -151,6 +151,11 @@ class SmtpSession:
         self.caps = Capabilities(esmtp=False)
         await self.hello(name)
 
+    @property
+    def alive(self) -> bool:
+        """Usable, and the peer has not closed its side while the session sat idle."""
+        return self.usable and not self._reader.at_eof()
+
     async def send(self, envelope: OutboundEnvelope, message: bytes) -> list[RecipientResult]:
         """Run one mail transaction; one result per recipient, in envelope order.
 

@@ -32,7 +32,7 @@ from appliance.outbound.mtasts import (
     usable,
 )
 from appliance.outbound.mx import host_addresses
-from appliance.tls.contexts import client_context
+from appliance.tls.contexts import shared_client_context
 
 WELL_KNOWN = "/.well-known/mta-sts.txt"      # RFC 8461 3.3
 MAX_HEADER_BYTES = 16 * 1024
@@ -141,7 +141,7 @@ async def _get(host: str, resolver: dns.asyncresolver.Resolver, config: StsConfi
     found = await host_addresses(host, resolver)
     if not found.addresses:
         raise FetchError(f"no address for {host} ({found.error or 'no A/AAAA record'})")
-    context = client_context(verify=True, ca_file=config.ca_file)
+    context = shared_client_context(verify=True, ca_file=config.ca_file)
     request = (f"GET {WELL_KNOWN} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Mailstead\r\n"
                "Accept: text/plain\r\nConnection: close\r\n\r\n").encode("ascii")
     errors: list[str] = []

@@ -33,6 +33,7 @@ from appliance.storage.interfaces import (
     QueuedRecipient,
     RecipientState,
     RecipientUpdate,
+    Settled,
 )
 
 Transport = Callable[[OutboundEnvelope, bytes], Awaitable[list[RecipientResult]]]
@@ -216,10 +217,12 @@ class QueueRunner:
                       outcome=result.outcome.value, reply=result.reply,
                       remote_host=result.remote_host)
         decisions = await self._send_reports(message, decisions, results, content, now)
-        if not await self._io(self._queue.update, message.queue_id,
-                              [d.update for d in decisions]):
-            return     # deleted meanwhile (queue delete): nothing left to do
-        await self._remove_if_done(message, decisions)
+        # One durable commit records the results and, when nothing is left to send, removes
+        # the message (its file goes after the commit). Deleted meanwhile: nothing to do.
+        settled = await self._io(self._queue.settle, message.queue_id,
+                                 [d.update for d in decisions])
+        if settled is Settled.REMOVED:
+            log.event("queue.finished", queue_id=message.queue_id)
 
     async def _send_reports(self, message: QueuedMessage, decisions: list[Decision],
                             results: Sequence[RecipientResult], content: bytes,
@@ -253,13 +256,6 @@ class QueueRunner:
             update = RecipientUpdate(update.address, update.state, update.next_try,
                                      update.last_reply, update.remote_host, False)
         return Decision(update, decision.notice)
-
-    async def _remove_if_done(self, message: QueuedMessage, decisions: list[Decision]) -> None:
-        states = {r.address: r.state for r in message.recipients}
-        states.update({d.update.address: d.update.state for d in decisions})
-        if all(state is not RecipientState.QUEUED for state in states.values()):
-            await self._io(self._queue.remove, message.queue_id)
-            log.event("queue.finished", queue_id=message.queue_id)
 
     async def _defer_all(self, message: QueuedMessage, recipients: list[QueuedRecipient],
                          reply: str) -> None:

@@ -9,6 +9,7 @@ file another process is about to commit) and `QueueService.stop` at shutdown.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from appliance.control.server import SOCKET_NAME, ControlServer
 from appliance.core import log
 from appliance.core.sizes import parse_space
 from appliance.outbound import transport
+from appliance.outbound.connections import SessionPool
+from appliance.outbound.dnscache import make_dns_cache
 from appliance.outbound.reports import Reporter
 from appliance.outbound.runner import QueueRunner, RunnerLimits, Transport
 from appliance.outbound.scheduler import RetryPolicy
@@ -74,10 +77,12 @@ def _reporter(settings: Settings, deliverer: Deliverer, directory: Directory) ->
                     settings.get_int("queue.bounce_max_size"))
 
 
-def real_transport(settings: Settings) -> Transport:
-    """`outbound.transport.deliver` bound to the `outbound.*` settings."""
-    return functools.partial(transport.deliver,
-                             config=transport.TransportConfig.from_settings(settings))
+def real_transport(settings: Settings, pool: SessionPool | None = None) -> Transport:
+    """`outbound.transport.deliver` bound to the `outbound.*` settings, a DNS cache and
+    (when given) `pool` for connection reuse."""
+    config = dataclasses.replace(transport.TransportConfig.from_settings(settings),
+                                 pool=pool, dns_cache=make_dns_cache())
+    return functools.partial(transport.deliver, config=config)
 
 
 @dataclass
@@ -89,14 +94,18 @@ class QueueService:
     control: ControlServer
     wake: asyncio.DatagramTransport | None
     spool: Spool
+    pool: SessionPool | None = None
 
     async def stop(self, grace: float) -> None:
-        """Close the sockets, let attempts finish for `grace` seconds, stop the runner."""
+        """Close the sockets, let attempts finish for `grace` seconds, stop the runner,
+        QUIT the idle outbound sessions."""
         await self.control.close()
         if self.wake is not None:
             self.wake.close()
         await self.runner.stop(grace)
         await self.task
+        if self.pool is not None:
+            await self.pool.close()
         self.spool.close()
         log.event("queue.stopped")
 
@@ -116,8 +125,9 @@ async def start_queue_runner(settings: Settings, executor: Executor,
     log.event("queue.recovered", **counts)
     directory = SqliteDirectory(open_database(settings.data_dir))
     deliverer = build_deliverer(settings, executor, directory)
+    pool = SessionPool() if transport is None else None
     runner = QueueRunner(
-        spool, transport or real_transport(settings), executor, retry_policy(settings),
+        spool, transport or real_transport(settings, pool), executor, retry_policy(settings),
         _reporter(settings, deliverer, directory),
         RunnerLimits(settings.get_int("queue.max_deliveries"),
                      settings.get_int("queue.max_per_domain")))
@@ -129,7 +139,7 @@ async def start_queue_runner(settings: Settings, executor: Executor,
         log.error("control.socket_failed", exc)
     task = loop.create_task(runner.run())
     log.event("queue.started", queued=counts["queued"])
-    return QueueService(runner, task, control, wake, spool)
+    return QueueService(runner, task, control, wake, spool, pool)
 
 
 async def _listen(settings: Settings, runner: QueueRunner) -> asyncio.DatagramTransport | None:

@@ -32,6 +32,7 @@ from appliance.storage.interfaces import (
     QueuedRecipient,
     RecipientState,
     RecipientUpdate,
+    Settled,
 )
 
 DB_NAME = "queue.db"
@@ -56,6 +57,9 @@ _SCHEMA = (
 )
 
 _Row = tuple[NewMessage, int, float]    # envelope, size, queued_at
+# Rows of the (state, next_try) index `due` walks at most: a bound on its cost with any
+# backlog. Due mail of other domains behind this many rows of busy domains waits its turn.
+DUE_SCAN_ROWS = 2000
 
 
 class Spool:
@@ -68,6 +72,7 @@ class Spool:
         self._conn = _connect(root / DB_NAME)
         self._lock = threading.Lock()
         self._group: GroupCommit[_Row] = GroupCommit(self._commit_rows, group_window)
+        self._settles: GroupCommit[_Settle] = GroupCommit(self._commit_settles)
 
     def close(self) -> None:
         with self._lock:
@@ -95,18 +100,29 @@ class Spool:
                 _insert(conn, message, size, queued_at)
 
     def update(self, queue_id: str, updates: Sequence[RecipientUpdate]) -> bool:
+        with self._transaction() as conn:
+            return _update(conn, queue_id, updates, time.time())
+
+    def settle(self, queue_id: str, updates: Sequence[RecipientUpdate]) -> Settled:
+        """See `Queue.settle`. Concurrent callers share one commit (group commit)."""
+        item = _Settle(queue_id, updates)
+        self._settles.submit(item)
+        if item.settled is Settled.REMOVED:
+            _unlink(self.path(queue_id))   # a file left by a crash here is an orphan
+        return item.settled
+
+    def _commit_settles(self, items: list[_Settle]) -> None:
         now = time.time()
         with self._transaction() as conn:
-            if conn.execute("SELECT 1 FROM messages WHERE queue_id = ?",
-                            (queue_id,)).fetchone() is None:
-                return False
-            conn.executemany(
-                "UPDATE recipients SET state = ?, attempts = attempts + ?, next_try = ?, "
-                "last_reply = ?, remote_host = ?, delay_warned = ?, updated_at = ? "
-                "WHERE queue_id = ? AND address = ?",
-                [(u.state.value, int(u.attempted), u.next_try, u.last_reply, u.remote_host,
-                  int(u.delay_warned), now, queue_id, u.address) for u in updates])
-        return True
+            for item in items:
+                if not _update(conn, item.queue_id, item.updates, now):
+                    item.settled = Settled.GONE
+                elif conn.execute("SELECT 1 FROM recipients WHERE queue_id = ? AND state = ?",
+                                  (item.queue_id, RecipientState.QUEUED.value)).fetchone():
+                    item.settled = Settled.KEPT
+                else:
+                    conn.execute("DELETE FROM messages WHERE queue_id = ?", (item.queue_id,))
+                    item.settled = Settled.REMOVED
 
     def remove(self, queue_id: str) -> bool:
         with self._transaction() as conn:
@@ -147,16 +163,23 @@ class Spool:
 
     def due(self, now: float, limit: int, exclude: frozenset[str] = frozenset(),
             busy_domains: frozenset[str] = frozenset()) -> list[QueuedMessage]:
+        """See `Queue.due`: walks the (state, next_try) index, at most `DUE_SCAN_ROWS`
+        rows, so its cost does not grow with the backlog."""
         busy = sorted(busy_domains)
+        ids: dict[str, None] = {}
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT queue_id, MIN(next_try) AS t FROM recipients "  # noqa: S608 - only ?s
-                "WHERE state = ? AND next_try <= ? "
-                f"AND domain NOT IN ({','.join('?' * len(busy))}) "
-                "GROUP BY queue_id ORDER BY t LIMIT ?",
-                (RecipientState.QUEUED.value, now, *busy, limit + len(exclude))).fetchall()
-        ids = [r[0] for r in rows if r[0] not in exclude][:limit]
-        return self._load(ids)
+            cursor = self._conn.execute(
+                "SELECT queue_id FROM (SELECT queue_id, domain FROM recipients "  # noqa: S608
+                "WHERE state = ? AND next_try <= ? ORDER BY next_try LIMIT ?) "
+                f"WHERE domain NOT IN ({','.join('?' * len(busy))})",
+                (RecipientState.QUEUED.value, now, max(DUE_SCAN_ROWS, 4 * limit), *busy))
+            for (queue_id,) in cursor:
+                if queue_id not in exclude:
+                    ids[queue_id] = None
+                    if len(ids) >= limit:
+                        break
+            cursor.close()
+        return self._load(list(ids))
 
     def next_due(self) -> float | None:
         with self._lock:
@@ -246,6 +269,29 @@ def _connect(path: Path) -> sqlite3.Connection:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
         conn.execute("COMMIT")
     return conn
+
+
+class _Settle:
+    """One `settle` call riding a group commit, with its outcome."""
+
+    def __init__(self, queue_id: str, updates: Sequence[RecipientUpdate]) -> None:
+        self.queue_id = queue_id
+        self.updates = updates
+        self.settled = Settled.GONE
+
+
+def _update(conn: sqlite3.Connection, queue_id: str, updates: Sequence[RecipientUpdate],
+            now: float) -> bool:
+    if conn.execute("SELECT 1 FROM messages WHERE queue_id = ?",
+                    (queue_id,)).fetchone() is None:
+        return False
+    conn.executemany(
+        "UPDATE recipients SET state = ?, attempts = attempts + ?, next_try = ?, "
+        "last_reply = ?, remote_host = ?, delay_warned = ?, updated_at = ? "
+        "WHERE queue_id = ? AND address = ?",
+        [(u.state.value, int(u.attempted), u.next_try, u.last_reply, u.remote_host,
+          int(u.delay_warned), now, queue_id, u.address) for u in updates])
+    return True
 
 
 def _insert(conn: sqlite3.Connection, message: NewMessage, size: int, queued_at: float) -> None:

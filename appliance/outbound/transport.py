@@ -19,11 +19,13 @@ from pathlib import Path
 
 import dns.asyncresolver
 import dns.exception
+import dns.resolver
 
 from appliance.core import log
 from appliance.core.addresses import AddressError, normalise_domain
 from appliance.outbound import delivery_replies as dr
 from appliance.outbound.client import SessionError, SmtpSession, Timeouts
+from appliance.outbound.connections import SessionKey, SessionPool
 from appliance.outbound.mtasts import Mode, Policy
 from appliance.outbound.mtasts_fetch import StsConfig, current_policy
 from appliance.outbound.mx import MxHost, Route, RouteKind, find_route, host_addresses
@@ -31,7 +33,7 @@ from appliance.outbound.mx import make_resolver as _make_resolver
 from appliance.outbound.smtp_client_transaction import with_details
 from appliance.outbound.types import OutboundEnvelope, Outcome, RecipientResult
 from appliance.settings import Settings
-from appliance.tls.contexts import client_context
+from appliance.tls.contexts import shared_client_context
 
 _ROUTE_REPLIES = {
     RouteKind.NULL_MX: (dr.NULL_MX, Outcome.FAILED),
@@ -57,6 +59,8 @@ class TransportConfig:
     mta_sts_port: int = 443
     mta_sts_timeout: float = 30.0
     rng: random.Random = field(default_factory=random.SystemRandom, compare=False)
+    pool: SessionPool | None = field(default=None, compare=False)     # connection reuse
+    dns_cache: dns.resolver.CacheBase | None = field(default=None, compare=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TransportConfig:
@@ -107,6 +111,7 @@ async def deliver(envelope: OutboundEnvelope, message: bytes, *,
     try:
         domain = normalise_domain(domain_text)
         resolver = _make_resolver(config.resolver, config.dns_timeout)
+        resolver.cache = config.dns_cache
     except AddressError:
         return _all(envelope, dr.render(dr.NO_SUCH_DOMAIN, domain=domain_text), Outcome.FAILED)
     except (ValueError, dns.exception.DNSException) as exc:
@@ -203,6 +208,11 @@ class _Attempt:
 
     async def _try_address(self, host: str, address: str) -> None:
         remote = f"{host}[{address}]"
+        key = SessionKey(self.domain, host, address,
+                         self.policy.mode.value if self.policy else "none")
+        pooled = self.config.pool.take(key) if self.config.pool is not None else None
+        if pooled is not None and await self._send(pooled[0], key, pooled[1], address):
+            return
         try:
             session = await self._open(host, address, remote)
         except SessionError as err:
@@ -214,17 +224,38 @@ class _Attempt:
             self._settle_open(dr.render(dr.MAIL_LOOP, domain=self.domain, remote=remote),
                               Outcome.FAILED)
             return
+        await self._send(session, key, 0, address)
+
+    async def _send(self, session: SmtpSession, key: SessionKey, uses: int,
+                    address: str) -> bool:
+        """One transaction for the open recipients; the session goes back to the pool or is
+        closed. False (nothing recorded) when a reused session turned out dead before the
+        peer could have taken the message: the caller then connects afresh."""
         subset = dataclasses.replace(
             self.envelope, recipients=tuple(self.envelope.recipients[i] for i in self.open))
-        results = await session.send(subset, self.message)
+        try:
+            results = await session.send(subset, self.message)
+        except SessionError:        # only RSET before MAIL raises: nothing was sent
+            if uses:
+                return False
+            raise
         uncertain = set(session.uncertain)
-        await session.quit()
+        if (uses and not session.usable and not uncertain
+                and all(r.outcome is Outcome.DEFERRED for r in results)):
+            log.event("delivery_reuse_stale", queue_id=self.envelope.queue_id,
+                      remote=session.remote, uses=uses)
+            return False
+        if self.config.pool is not None and session.usable and not uncertain:
+            self.config.pool.give(key, session, uses + 1)
+        else:
+            await session.quit()
         extra = {"remote_ip": address, "tls": session.tls.get("tls", "none"),
                  "mta_sts": self.policy.mode.value if self.policy else "none"}
         self._record(with_details(results, **extra), uncertain)
-        log.event("delivery_session", queue_id=self.envelope.queue_id, remote=remote,
-                  tls=extra["tls"], mta_sts=extra["mta_sts"],
+        log.event("delivery_session", queue_id=self.envelope.queue_id, remote=session.remote,
+                  tls=extra["tls"], mta_sts=extra["mta_sts"], reused=uses,
                   outcomes=[r.outcome.value for r in results])
+        return True
 
     def _record(self, results: list[RecipientResult], uncertain: set[str]) -> None:
         """Keep each result; deferred recipients stay open for the next MX unless the peer
@@ -275,7 +306,7 @@ class _Attempt:
         if not caps.has("STARTTLS"):
             return await self._no_starttls(session, plan, remote)
         try:
-            context = client_context(verify=plan is not TlsPlan.OPPORTUNISTIC,
+            context = shared_client_context(verify=plan is not TlsPlan.OPPORTUNISTIC,
                                      ca_file=config.ca_file)
         except (OSError, ssl.SSLError) as exc:
             await session.close()

@@ -123,6 +123,14 @@ class QueuedMessage:
         return tuple(r for r in self.recipients if r.state is RecipientState.QUEUED)
 
 
+class Settled(enum.Enum):
+    """What `Queue.settle` did."""
+
+    GONE = "gone"          # the message was deleted meanwhile: nothing recorded
+    KEPT = "kept"          # recorded; some recipient is still QUEUED
+    REMOVED = "removed"    # recorded, and the message left the queue
+
+
 @dataclass(frozen=True)
 class RecipientUpdate:
     """What one attempt (or an admin) changes for one recipient."""
@@ -175,6 +183,11 @@ class Queue(Protocol):
 
     def remove(self, queue_id: str) -> bool:
         """Delete a message and its rows; False if there was none."""
+        ...
+
+    def settle(self, queue_id: str, updates: Sequence[RecipientUpdate]) -> Settled:
+        """`update`, and when no recipient is left QUEUED, `remove` in the same durable
+        commit (the file goes only after it): one commit per finished message."""
         ...
 
     def retry(self, queue_id: str | None, now: float) -> int:

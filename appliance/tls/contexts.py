@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import ssl
 from pathlib import Path
 
@@ -46,3 +48,24 @@ def client_context(*, verify: bool, ca_file: Path | None = None) -> ssl.SSLConte
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def shared_client_context(*, verify: bool, ca_file: Path | None = None) -> ssl.SSLContext:
+    """`client_context`, made once per (verify, CA file) and reused: building one loads the
+    CA file, which cost more than the rest of a message's delivery. A CA file that changes
+    (new size or modification time) gives a new context. Callers must not modify it.
+
+    Raises:
+        OSError, ssl.SSLError: `ca_file` cannot be loaded.
+    """
+    stamp = None
+    if verify and ca_file is not None:
+        info = os.stat(ca_file)
+        stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+    return _cached_client_context(verify, ca_file if verify else None, stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_client_context(verify: bool, ca_file: Path | None,
+                           _stamp: tuple[int, int, int] | None) -> ssl.SSLContext:
+    return client_context(verify=verify, ca_file=ca_file)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import email
 import email.policy
 import time
@@ -21,6 +22,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from appliance.outbound import delivery_replies as dr
 from appliance.outbound.client import SmtpSession, Timeouts
+from appliance.outbound.connections import SessionPool
 from appliance.outbound.transport import TransportConfig, deliver
 from appliance.outbound.types import (
     OutboundEnvelope,
@@ -266,3 +268,67 @@ def test_several_messages_on_one_session(world: OutboundWorld) -> None:
     assert world.wait_for(world.peer, "alice@direct.test", before + 2)
     log = world.peer.log_tail(400)
     assert "mail=3 rcpt=2/3 data=2 rset=1 quit=1" in log
+
+
+def test_a_pool_sends_several_messages_over_one_connection(world: OutboundWorld,
+                                                           config: TransportConfig) -> None:
+    """Connection reuse: one TLS session carries every message, a refused one included;
+    per-message results are as without the pool."""
+    before = world.peer.count_delivered("alice@direct.test")
+    pool = SessionPool()
+    pooled = dataclasses.replace(config, pool=pool)
+
+    async def scenario() -> list[list[RecipientResult]]:
+        outcomes = [await deliver(envelope(address), MESSAGE, config=pooled)
+                    for address in ("alice@direct.test", "alice@direct.test",
+                                    "nobody@direct.test", "alice@direct.test")]
+        assert pool.idle_count == 1
+        await pool.close()
+        assert pool.idle_count == 0
+        return outcomes
+
+    outcomes = asyncio.run(scenario())
+    assert [o[0].outcome for o in outcomes] == [Outcome.DELIVERED, Outcome.DELIVERED,
+                                                Outcome.FAILED, Outcome.DELIVERED]
+    assert all(o[0].details["tls"].startswith("TLSv1.") for o in outcomes)
+    assert world.wait_for(world.peer, "alice@direct.test", before + 3)
+    assert "starttls=1 mail=4 rcpt=3/4 data=3 rset=1 quit=1" in world.peer.log_tail(400)
+
+
+def test_a_pooled_session_the_peer_closed_is_replaced(world: OutboundWorld,
+                                                      config: TransportConfig) -> None:
+    handler = _Collect()
+    pool = SessionPool()
+    pooled = dataclasses.replace(config, pool=pool)
+
+    async def scenario() -> list[list[RecipientResult]]:
+        results = []
+        for _ in range(2):
+            controller = Controller(handler, hostname="::1", port=world.smtp_port)
+            controller.start()
+            try:
+                results.append(await deliver(envelope("carol@v6.test"), MESSAGE,
+                                             config=pooled))
+                await asyncio.sleep(0.1)
+            finally:
+                controller.stop()     # drops the idle session the pool holds
+        await pool.close()
+        return results
+
+    results = asyncio.run(scenario())
+    assert [r[0].outcome for r in results] == [Outcome.DELIVERED, Outcome.DELIVERED]
+    assert len(handler.received) == 2
+
+
+def test_idle_sessions_are_closed_after_the_idle_timeout(world: OutboundWorld,
+                                                         config: TransportConfig) -> None:
+    pool = SessionPool(idle_timeout=0.2)
+    pooled = dataclasses.replace(config, pool=pool)
+
+    async def scenario() -> tuple[int, int]:
+        await deliver(envelope("alice@direct.test"), MESSAGE, config=pooled)
+        idle = pool.idle_count
+        await asyncio.sleep(0.5)
+        return idle, pool.idle_count
+
+    assert asyncio.run(scenario()) == (1, 0)

@@ -13,7 +13,12 @@ from appliance.core.errors import DeliveryError
 from appliance.outbound import spool as spool_module
 from appliance.outbound.spool import Spool
 from appliance.outbound.types import OutboundRecipient
-from appliance.storage.interfaces import NewMessage, RecipientState, RecipientUpdate
+from appliance.storage.interfaces import (
+    NewMessage,
+    RecipientState,
+    RecipientUpdate,
+    Settled,
+)
 
 CONTENT = b"From: a@example.test\r\nSubject: hi\r\n\r\nbody\r\n"
 
@@ -178,3 +183,68 @@ def test_due_skips_messages_that_only_have_busy_domains(spool: Spool) -> None:
     spool.enqueue(new("Q3", "d@free.test"), CONTENT)
     due = spool.due(time.time() + 1, 10, busy_domains=frozenset({"busy.test"}))
     assert [m.queue_id for m in due] == ["Q2", "Q3"]
+
+
+def _backlog(spool: Spool, count: int, domain: str, start: float) -> None:
+    """`count` rows inserted directly (enqueue's fsyncs would make a big backlog slow)."""
+    with spool._transaction() as conn:
+        for n in range(count):
+            spool_module._insert(conn, new(f"B{domain[0]}{n}", f"r{n}@{domain}"), 10,
+                                 start + n * 1e-3)
+
+
+def test_due_with_a_large_backlog_returns_a_bounded_batch_in_order(spool: Spool) -> None:
+    now = time.time()
+    _backlog(spool, 5000, "one.test", now - 100)
+    due = spool.due(now, 8, exclude=frozenset({"Bo0", "Bo2"}))
+    assert [m.queue_id for m in due] == ["Bo1", "Bo3", "Bo4", "Bo5", "Bo6", "Bo7", "Bo8",
+                                         "Bo9"]
+    plan = " ".join(str(r[-1]) for r in spool._conn.execute(
+        "EXPLAIN QUERY PLAN SELECT queue_id FROM recipients WHERE state = 'queued' "
+        "AND next_try <= 1 ORDER BY next_try LIMIT 10"))
+    assert "recipients_due" in plan
+    assert "TEMP B-TREE" not in plan
+
+
+def test_due_looks_at_a_bounded_window_behind_busy_domains(spool: Spool) -> None:
+    now = time.time()
+    _backlog(spool, spool_module.DUE_SCAN_ROWS + 10, "busy.test", now - 100)
+    _backlog(spool, 3, "free.test", now - 50)
+    busy = frozenset({"busy.test"})
+    assert spool.due(now, 8, busy_domains=busy) == []       # behind the window: waits
+    assert [m.queue_id for m in spool.due(now, 8)][:2] == ["Bb0", "Bb1"]
+
+
+def test_settle_removes_a_finished_message_in_the_same_commit(spool: Spool) -> None:
+    spool.enqueue(new("Q1", "a@remote.test", "b@remote.test"), CONTENT)
+    now = time.time()
+    done = RecipientUpdate("a@remote.test", RecipientState.DELIVERED, now, "250 ok")
+    assert spool.settle("Q1", [done]) is Settled.KEPT
+    assert (spool.messages_dir / "Q1").exists()
+    later = RecipientUpdate("b@remote.test", RecipientState.DELIVERED, now, "250 ok")
+    assert spool.settle("Q1", [later]) is Settled.REMOVED
+    assert spool.get("Q1") is None
+    assert not (spool.messages_dir / "Q1").exists()
+    assert spool.settle("Q1", [later]) is Settled.GONE
+
+
+def test_concurrent_settles_share_commits(spool: Spool) -> None:
+    for n in range(20):
+        spool.enqueue(new(f"Q{n}", "a@remote.test"), CONTENT)
+    now = time.time()
+    done = [RecipientUpdate("a@remote.test", RecipientState.DELIVERED, now, "250 ok")]
+    start = threading.Barrier(20)
+    outcomes: list[Settled] = []
+
+    def settle(n: int) -> None:
+        start.wait()
+        outcomes.append(spool.settle(f"Q{n}", done))
+
+    threads = [threading.Thread(target=settle, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == [Settled.REMOVED] * 20
+    assert spool.messages() == []
+    assert list(spool.messages_dir.iterdir()) == []
