@@ -117,6 +117,10 @@ SCHEMA: tuple[Setting, ...] = (
             "share the MX port (SO_REUSEPORT) under a supervisor, the first of which also "
             "runs submission, the queue and the control socket; 0 means one per CPU. "
             "Connection limits count per worker.", 0, 64),
+    Setting("engine", "pin_workers", bool, True,
+            "With more than one worker, run worker N on the N-th CPU only (round robin): its "
+            "event loop and delivery threads hand each message back and forth many times, "
+            "which is much cheaper within one CPU. False lets the kernel move them."),
     Setting("tls", "cert_file", str, "tls/cert.pem",
             "PEM certificate chain (relative to data_dir).", path=True),
     Setting("tls", "key_file", str, "tls/key.pem",

@@ -5,6 +5,7 @@ a supervisor with no event loop and no threads, so that it can fork at any time:
 the primary (slot 0: MX, submission, queue runner, control socket, see engine.py), waits
 until it is ready (its spool recovery is done), then forks the MX workers (slots 1..N-1).
 Each binds the MX port with SO_REUSEPORT and the kernel spreads connections over them.
+With `engine.pin_workers`, worker N runs on the N-th CPU only (see `worker_cpu`).
 
 SIGTERM or SIGINT is forwarded to every worker, which shuts down gracefully; the
 supervisor exits when all have, with 0 if all exited cleanly. A worker that dies otherwise
@@ -21,6 +22,7 @@ import os
 import select
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import NoReturn
@@ -40,6 +42,19 @@ def worker_count(settings: Settings) -> int:
     """`engine.workers`, with 0 meaning one per CPU this process may use."""
     wanted = settings.get_int("engine.workers")
     return wanted or len(os.sched_getaffinity(0)) or 1
+
+
+def worker_cpu(slot: int, cpus: Sequence[int]) -> int:
+    """The CPU worker `slot` is pinned to: the CPUs this process may use, round robin.
+
+    Why pin: per message, a worker's event loop and its delivery threads hand work to each
+    other some ten times (each os call in a thread gives up and takes back the GIL). On one
+    CPU that is a switch between threads sharing caches; spread over CPUs, each hand-off is
+    a cross-CPU wake-up (an interrupt, and a VM exit on a virtual machine). Measured on 2
+    cores: about a third more messages/s for the same CPU time. Connections do not follow
+    the CPU load anyway: SO_REUSEPORT hashes them over the workers.
+    """
+    return sorted(cpus)[slot % len(cpus)]
 
 
 def run(settings: Settings) -> int:
@@ -67,6 +82,7 @@ class Supervisor:
     stopping: bool = False
     failed: bool = False
     slots: dict[int, _Slot] = field(default_factory=dict)
+    cpus: frozenset[int] = field(default_factory=lambda: frozenset(os.sched_getaffinity(0)))
 
     def run(self) -> int:
         for signum in _STOP_SIGNALS:
@@ -104,7 +120,9 @@ class Supervisor:
         pid = os.fork()
         if pid == 0:
             os.close(read_end)
-            _child(self.settings, slot, write_end, grace)
+            pin = self.settings.get_bool("engine.pin_workers")
+            _child(self.settings, slot, write_end, grace,
+                   worker_cpu(slot, tuple(self.cpus)) if pin else None)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         os.close(write_end)
         state.pid, state.started = pid, time.monotonic()
@@ -145,9 +163,13 @@ def _wait_ready(read_end: int) -> bool:
         os.close(read_end)
 
 
-def _child(settings: Settings, slot: int, ready_fd: int, orphan_grace: float) -> NoReturn:
-    """The forked worker: run its part of the engine, then leave without any cleanup of the
-    supervisor's state (os._exit: nothing inherited is flushed or closed twice)."""
+def _child(settings: Settings, slot: int, ready_fd: int, orphan_grace: float,
+           cpu: int | None) -> NoReturn:
+    """The forked worker: run its part of the engine (on `cpu` only, unless None), then leave
+    without any cleanup of the supervisor's state (os._exit: nothing inherited is flushed or
+    closed twice)."""
+    if cpu is not None:
+        _pin(cpu)
     for signum in _STOP_SIGNALS:
         signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
@@ -165,6 +187,14 @@ def _child(settings: Settings, slot: int, ready_fd: int, orphan_grace: float) ->
         log.error("engine.worker_failed", exc, slot=slot)
         code = 1
     os._exit(code)
+
+
+def _pin(cpu: int) -> None:
+    """Run this process (and the threads it starts later) on `cpu` only, if it still can."""
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except (OSError, ValueError) as exc:   # e.g. the CPU went offline: the kernel decides
+        log.error("engine.pin_failed", exc, cpu=cpu)
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -9,6 +9,7 @@ together cost one directory flush instead of one each.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import threading
@@ -68,8 +69,17 @@ def _unlink_quietly(path: Path) -> None:
 def unique_name() -> str:
     """A name unique on this host: time, microseconds, pid, a counter (Maildir style)."""
     now = time.time()
-    host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
-    return f"{int(now)}.M{int(now * 1e6) % 1_000_000}P{os.getpid()}Q{next(_counter)}.{host}"
+    pid, host = _identity()
+    return f"{int(now)}.M{int(now * 1e6) % 1_000_000}P{pid}Q{next(_counter)}.{host}"
+
+
+@functools.cache
+def _identity() -> tuple[int, str]:
+    """(pid, host name): asked once per process, not twice per message."""
+    return os.getpid(), socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+
+
+os.register_at_fork(after_in_child=_identity.cache_clear)    # a forked child has its own pid
 
 
 def safe_component(name: str) -> str:

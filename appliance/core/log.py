@@ -6,6 +6,7 @@ are never passed here; `configure` also silences libraries that would log protoc
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -14,6 +15,8 @@ from typing import Any
 
 _LOGGER = logging.getLogger("mailstead")
 _RESERVED = frozenset(vars(logging.makeLogRecord({})))
+# One encoder for every line: json.dumps with options builds a new one each call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
 class JsonLineFormatter(logging.Formatter):
@@ -21,15 +24,19 @@ class JsonLineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": f"{_second(int(record.created))}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "event": record.getMessage(),
         }
         entry.update({k: v for k, v in vars(record).items() if k not in _RESERVED})
         if record.exc_info and record.exc_info[0] is not None:
             entry["error"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return _ENCODER.encode(entry)
+
+
+@functools.lru_cache(maxsize=4)     # busy engines log many lines within one second
+def _second(epoch: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
 
 
 def configure(level: str = "info") -> None:

@@ -6,6 +6,7 @@ No sockets, no disk: the handler asks these functions what to answer and what to
 from __future__ import annotations
 
 import email.utils
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -45,11 +46,17 @@ def trace_headers(trace: Trace) -> bytes:
     helo = _header_token(trace.helo)[:_MAX_HELO_IN_HEADER] or "unknown"
     for_clause = f"\n\tfor <{trace.recipient}>" if trace.recipient else ""
     literal = f"IPv6:{trace.client_ip}" if ":" in trace.client_ip else trace.client_ip
-    date = email.utils.format_datetime(datetime.fromtimestamp(trace.timestamp, UTC))
+    date = _date(int(trace.timestamp))
     received = (f"Received: from {helo} ([{literal}])\n"
                 f"\tby {trace.hostname} (Mailstead) with {trace.protocol} id {trace.queue_id}"
                 f"{for_clause};\n\t{date}\n")
     return f"Return-Path: <{trace.sender}>\n{received}".encode()
+
+
+@functools.lru_cache(maxsize=4)     # many messages arrive within the same second
+def _date(epoch: int) -> str:
+    """An RFC 5322 date-time (whole seconds, as the header shows them) in UTC."""
+    return email.utils.format_datetime(datetime.fromtimestamp(epoch, UTC))
 
 
 def _header_token(text: str) -> str:

@@ -115,6 +115,8 @@ _AIOSMTPD_REPLIES: tuple[tuple[str, str], ...] = (
 )
 
 
+_PREFIXES = tuple(prefix for prefix, _ in _AIOSMTPD_REPLIES)   # one C-level test for all
+
 # RFC 3463 2 after the reply code: status-code = class "." subject "." detail
 _ENHANCED = re.compile(r"\d{3}[ -]([245])\.\d{1,3}\.\d{1,3}(?: |$)")
 
@@ -124,6 +126,8 @@ def translate(reply: str) -> str:
     enhanced = _ENHANCED.match(reply)
     if enhanced is not None and enhanced[1] == reply[0]:
         return reply      # a catalogue reply (every reply we send passes here: keep it cheap)
+    if not reply.startswith(_PREFIXES):
+        return reply      # e.g. the greeting, 354 and the HELO reply: ours, without a code
     for prefix, replacement in _AIOSMTPD_REPLIES:
         if reply.startswith(prefix):
             if prefix.endswith(":"):

@@ -62,6 +62,8 @@ class MailsteadSMTP(DsnCommands, MessageTransfer):
         self._greeted = False
         self._refusal: str | None = None
         self._counted = False
+        self._deadline = 0.0     # loop time when the session times out (see _reset_timeout)
+        self._held_lines: list[str] = []     # of a multi-line reply (see push)
 
     def _create_envelope(self) -> Envelope:
         return MxEnvelope()
@@ -122,7 +124,34 @@ class MailsteadSMTP(DsnCommands, MessageTransfer):
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):
             status = replies.translate(status)
+            # aiosmtpd pushes a multi-line reply (EHLO) a line at a time, each its own send()
+            # and drain: hold the "250-" lines and send them with the last one.
+            if status[3:4] == "-" and "\n" not in status:
+                self._held_lines.append(status)
+                return
+            if self._held_lines:
+                status = "\r\n".join([*self._held_lines, status])
+                self._held_lines.clear()
         await super().push(status)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        # aiosmtpd cancels and re-creates its timer at every command: a heap push and a dead
+        # handle each time. Moving a deadline is enough: the one timer re-arms itself when
+        # it fires before the deadline, and is replaced only when the deadline comes sooner.
+        now = self.loop.time()
+        self._deadline = now + (duration or self._timeout_duration)
+        handle = self._timeout_handle
+        if (handle is None or handle.cancelled() or handle.when() > self._deadline
+                or handle.when() <= now):
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = self.loop.call_at(self._deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        if self.loop.time() < self._deadline:
+            self._timeout_handle = self.loop.call_at(self._deadline, self._on_timer)
+        else:
+            self._timeout_cb()
 
     def _timeout_cb(self) -> None:
         _send_line(self.transport, replies.TIMEOUT.format(hostname=self.hostname))

@@ -3,14 +3,17 @@
 Expansion order for a local address (the way Postfix applies virtual aliases first):
 a specific alias, else the account itself, else `local+detail` without the detail, else the
 domain's catch-all. Loops are cut by remembering every address already expanded.
+Resolutions are memoised until the database changes (`PRAGMA data_version`).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar, cast
 
 from appliance.core.addresses import Address, AddressError, normalise_domain, parse_address
 from appliance.core.fsio import safe_component
@@ -19,6 +22,9 @@ from appliance.storage.interfaces import Mailbox, RecipientStatus, Resolution
 MAX_EXPANSION_DEPTH = 10
 MAX_EXPANDED_TARGETS = 1000
 SUBADDRESS_DELIMITER = "+"
+MEMO_SIZE = 4096    # resolutions kept between database changes (then the memo starts afresh)
+
+T = TypeVar("T")
 
 
 class DirectoryError(ValueError):
@@ -58,6 +64,8 @@ class SqliteDirectory:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._memo: dict[tuple[str, str], object] = {}
+        self._memo_version: tuple[int, int] | None = None
 
     # -- domains ---------------------------------------------------------------------------
 
@@ -207,6 +215,9 @@ class SqliteDirectory:
     # -- resolution ------------------------------------------------------------------------
 
     def resolve(self, address: Address) -> Resolution:
+        return self._memoised("resolve", address, self._resolve)
+
+    def _resolve(self, address: Address) -> Resolution:
         if not self.is_local_domain(address.domain):
             return Resolution(RecipientStatus.NOT_LOCAL)
         state = _Expansion({}, {}, set())
@@ -224,11 +235,33 @@ class SqliteDirectory:
         it leads to. A catch-all grants nothing: receiving a domain's stray mail is no
         licence to send as any address in it.
         """
+        return self._memoised("sender_owners", address, self._sender_owners)
+
+    def _sender_owners(self, address: Address) -> frozenset[str]:
         if not self.is_local_domain(address.domain):
             return frozenset()
         state = _Expansion({}, {}, set(), catch_all=False)
         self._expand(address, state, 0)
         return frozenset(parse_address(m.address).key for m in state.mailboxes.values())
+
+    def _memoised(self, kind: str, address: Address, compute: Callable[[Address], T]) -> T:
+        """`compute(address)`, remembered until the database changes.
+
+        A resolution takes four SQLite read transactions; asking whether anything changed
+        takes one. `PRAGMA data_version` changes when another connection (the CLI, the
+        console, another process) commits, `total_changes` when this one writes, so an
+        account disabled a moment ago is refused at the very next RCPT.
+        """
+        version = (self._conn.execute("PRAGMA data_version").fetchone()[0],
+                   self._conn.total_changes)
+        if version != self._memo_version or len(self._memo) >= MEMO_SIZE:
+            self._memo, self._memo_version = {}, version
+        # This dict, not self._memo: another thread may replace that while we compute, and
+        # its version may be newer than what we read.
+        memo, key = self._memo, (kind, address.key)
+        if key not in memo:
+            memo[key] = compute(address)
+        return cast(T, memo[key])
 
     def _expand(self, address: Address, state: _Expansion, depth: int) -> None:
         if (address.key in state.seen or depth > MAX_EXPANSION_DEPTH

@@ -8,6 +8,7 @@ spread over the workers; the primary's queue runner exists once.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import time
@@ -18,6 +19,7 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 
 from appliance.smtp import replies
+from appliance.workers import worker_cpu
 from harness.engine import EngineProcess
 from harness.smtp_wire import SMTPWire, greeted
 from harness.transactions import SENDER, open_transaction
@@ -26,12 +28,12 @@ RCPT = "alice@example.test"
 
 
 @pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Callable[[int], EngineProcess]]:
+def workers(tmp_path: Path) -> Iterator[Callable[..., EngineProcess]]:
     started: list[EngineProcess] = []
 
-    def make(count: int) -> EngineProcess:
+    def make(count: int, **settings: object) -> EngineProcess:
         engine = EngineProcess(tmp_path / f"data{len(started)}", engine__workers=count,
-                               limits__shutdown_grace=5)
+                               limits__shutdown_grace=5, **settings)
         started.append(engine)
         engine.start()
         engine.add_domain("example.test")
@@ -113,6 +115,19 @@ def test_sigterm_lets_a_transaction_finish_then_all_exit_cleanly(
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", engine.smtp_port), timeout=2)
     assert len(engine.messages(RCPT)) == 1
+
+
+def test_each_worker_runs_on_its_own_cpu(workers: Callable[..., EngineProcess]) -> None:
+    cpus = os.sched_getaffinity(0)
+    engine = workers(3)                   # more workers than CPUs here: round robin
+    for slot in range(3):
+        affinity = psutil.Process(worker_pid(engine, slot)).cpu_affinity()
+        assert affinity == [worker_cpu(slot, tuple(cpus))], f"slot {slot}"
+    assert engine.proc is not None
+    assert psutil.Process(engine.proc.pid).cpu_affinity() == sorted(cpus)  # not the supervisor
+    unpinned = workers(2, engine__pin_workers=False)
+    for slot in range(2):
+        assert psutil.Process(worker_pid(unpinned, slot)).cpu_affinity() == sorted(cpus)
 
 
 @pytest.mark.parametrize("slot", [0, 1], ids=["primary", "mx worker"])

@@ -210,6 +210,36 @@ def test_resolve_unknown_disabled_not_local(directory: SqliteDirectory) -> None:
     assert resolve(directory, "alice@other.test") == Resolution(RecipientStatus.NOT_LOCAL)
 
 
+def test_memoised_resolutions_follow_changes_from_other_connections(
+        tmp_path: Path, directory: SqliteDirectory) -> None:
+    """The CLI, the console and other engine processes write through their own connections:
+    what they commit shows at the very next look-up."""
+    other = SqliteDirectory(open_database(tmp_path))
+    assert resolve(directory, "alice@example.test") == Resolution(RecipientStatus.UNKNOWN)
+    assert resolve(directory, "x@new.test") == Resolution(RecipientStatus.NOT_LOCAL)
+    assert owners(directory, "alice@example.test") == set()
+    other.add_account("alice@example.test", HASH)
+    other.add_domain("new.test")
+    assert delivered_to(resolve(directory, "alice@example.test")) == ["alice@example.test"]
+    assert owners(directory, "alice@example.test") == {"alice@example.test"}
+    assert resolve(directory, "x@new.test") == Resolution(RecipientStatus.UNKNOWN)
+    other.set_enabled("alice@example.test", False)
+    assert resolve(directory, "alice@example.test") == Resolution(RecipientStatus.DISABLED)
+    assert owners(directory, "alice@example.test") == set()
+    other.add_alias("alice@example.test", "friend@elsewhere.test")
+    assert resolve(directory, "alice@example.test").remote == ("friend@elsewhere.test",)
+
+
+def test_memoised_resolutions_follow_changes_from_this_connection(
+        directory: SqliteDirectory) -> None:
+    directory.add_account("alice@example.test", HASH)
+    assert delivered_to(resolve(directory, "alice@example.test")) == ["alice@example.test"]
+    directory.set_enabled("alice@example.test", False)
+    assert resolve(directory, "alice@example.test") == Resolution(RecipientStatus.DISABLED)
+    directory.remove_account("alice@example.test")
+    assert resolve(directory, "alice@example.test") == Resolution(RecipientStatus.UNKNOWN)
+
+
 def test_alias_loops_terminate(directory: SqliteDirectory) -> None:
     directory.add_account("alice@example.test", HASH)
     directory.add_alias("a@example.test", "b@example.test")

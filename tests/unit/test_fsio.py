@@ -73,6 +73,22 @@ def test_unique_names_differ_and_are_safe() -> None:
     assert all("/" not in n and ":" not in n for n in names)
 
 
+def test_unique_names_carry_the_pid_of_a_forked_child() -> None:
+    """The pid in the name is cached per process: a worker forked later has its own."""
+    parent = fsio.unique_name()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write_end, fsio.unique_name().encode())
+        os._exit(0)
+    os.close(write_end)
+    child = os.read(read_end, 1000).decode()
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert f"P{os.getpid()}Q" in parent
+    assert f"P{pid}Q" in child
+
+
 @pytest.mark.parametrize(("name", "expected"), [
     ("alice", "alice"),
     ("a.b-c_d+e=f@g,h~i", "a.b-c_d+e=f@g,h~i"),

@@ -60,3 +60,16 @@ def test_guard_on_a_real_directory(tmp_path: Path) -> None:
     assert SpaceGuard(tmp_path, SpaceAmount(0)).has_room()
     assert not SpaceGuard(tmp_path, SpaceAmount(percent=100)).has_room()
     assert not SpaceGuard(tmp_path, parse_space("1000000T")).has_room()
+
+
+def test_guard_reuses_a_reading_for_a_moment() -> None:
+    readings = iter([(200, 1000), (50, 1000)])
+    now = [0.0]
+    guard = SpaceGuard(Path("/"), SpaceAmount(100), lambda _p: next(readings),
+                       interval=0.1, clock=lambda: now[0])
+    assert guard.has_room(100)
+    now[0] = 0.09
+    assert guard.has_room(100)      # the same reading: the file system was not asked again
+    assert not guard.has_room(101)
+    now[0] = 0.1
+    assert not guard.has_room()     # a new reading: the disk has filled up
