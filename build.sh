@@ -80,6 +80,8 @@ cmd_run() {
 
 Mailstead dev engine (data in ./var/, settings in ./var/mailstead.toml)
   SMTP MX     127.0.0.1:2525  (STARTTLS with a self-signed certificate)
+  submission  127.0.0.1:5870 (STARTTLS) and 127.0.0.1:4650 (TLS), AUTH PLAIN/LOGIN
+  queue       ./.venv/bin/mailstead queue list
   accounts    ./.venv/bin/mailstead account list   (domain example.test)
 
 Send a test message from another terminal:
