@@ -10,7 +10,9 @@ from typing import Any
 
 from aiosmtpd.smtp import Envelope, Session
 
+from appliance.core.addresses import Address
 from appliance.pipeline.route import Accepted
+from appliance.smtp import replies
 from appliance.smtp.dsn_commands import envelope_dsn
 from appliance.storage.interfaces import Resolution
 
@@ -23,6 +25,31 @@ class MxEnvelope(Envelope):
     def __init__(self) -> None:
         super().__init__()
         self.resolutions: dict[str, Resolution] = {}
+
+    def start(self, sender: str, mail_options: list[str]) -> None:
+        """Record an accepted MAIL FROM."""
+        self.mail_from = sender
+        self.mail_options.extend(mail_options)
+
+    def recipient_precheck(self, recipient: Address, max_recipients: int) -> str | None:
+        """The reply for a repeated recipient (accepted once) or one over the limit, else None."""
+        if recipient.key in self.resolutions:
+            return replies.RECIPIENT_OK
+        if len(self.resolutions) >= max_recipients:
+            return replies.TOO_MANY_RECIPIENTS
+        return None
+
+    def add_recipient(self, recipient: Address, resolution: Resolution,
+                      rcpt_options: list[str]) -> str:
+        """Record an accepted RCPT TO and return its reply."""
+        self.resolutions[recipient.key] = resolution
+        self.rcpt_tos.append(str(recipient))
+        self.rcpt_options.extend(rcpt_options)
+        return replies.RECIPIENT_OK
+
+
+# Extensions every listener adds to aiosmtpd's EHLO lines (before its final "250 HELP").
+EHLO_EXTENSIONS = ("250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250-DSN")
 
 
 def accepted_recipients(envelope: MxEnvelope) -> list[Accepted]:

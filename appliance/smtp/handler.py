@@ -21,6 +21,7 @@ from appliance.pipeline.space import SpaceGuard
 from appliance.smtp import policy, replies
 from appliance.smtp.dsn_commands import envelope_dsn
 from appliance.smtp.envelope import (
+    EHLO_EXTENSIONS,
     NULL_SENDER,
     MxEnvelope,
     accepted_recipients,
@@ -46,7 +47,7 @@ class MxHandler:
                           hostname: str, responses: list[str]) -> list[str]:
         session.host_name = hostname
         kept = [r for r in responses[:-1] if not r[4:].startswith("AUTH")]
-        return [*kept, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250-DSN", responses[-1]]
+        return [*kept, *EHLO_EXTENSIONS, responses[-1]]
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
@@ -60,8 +61,8 @@ class MxHandler:
         if self._space is not None and not self._space.has_room(announced_size(mail_options)):
             log.event("smtp.sender_deferred", client=client_ip(session), reason="disk_space")
             return replies.INSUFFICIENT_STORAGE
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
+        assert isinstance(envelope, MxEnvelope)
+        envelope.start(address, mail_options)
         return replies.SENDER_OK
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
@@ -71,10 +72,9 @@ class MxHandler:
             recipient = parse_address(address)
         except AddressError:
             return replies.BAD_RECIPIENT_SYNTAX
-        if recipient.key in envelope.resolutions:
-            return replies.RECIPIENT_OK            # a duplicate: accepted once
-        if len(envelope.resolutions) >= self._max_recipients:
-            return replies.TOO_MANY_RECIPIENTS
+        early = envelope.recipient_precheck(recipient, self._max_recipients)
+        if early is not None:
+            return early
         resolution = self._directory.resolve(recipient)
         rejection = policy.recipient_reply(resolution)
         if rejection is not None:
@@ -82,10 +82,7 @@ class MxHandler:
                       recipient=str(recipient), reason=resolution.status.value,
                       reply=rejection[:3])
             return rejection
-        envelope.resolutions[recipient.key] = resolution
-        envelope.rcpt_tos.append(str(recipient))
-        envelope.rcpt_options.extend(rcpt_options)
-        return replies.RECIPIENT_OK
+        return envelope.add_recipient(recipient, resolution, rcpt_options)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(envelope, MxEnvelope)

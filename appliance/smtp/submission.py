@@ -29,6 +29,7 @@ from appliance.smtp import policy, replies, submission_policy
 from appliance.smtp.auth_mechanisms import SmtpAuthMechanisms, authenticated_account
 from appliance.smtp.dsn_commands import envelope_dsn
 from appliance.smtp.envelope import (
+    EHLO_EXTENSIONS,
     NULL_SENDER,
     MxEnvelope,
     accepted_recipients,
@@ -65,8 +66,7 @@ class SubmissionHandler(SmtpAuthMechanisms):
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
                           hostname: str, responses: list[str]) -> list[str]:
         session.host_name = hostname
-        return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250-DSN",
-                responses[-1]]
+        return [*responses[:-1], *EHLO_EXTENSIONS, responses[-1]]
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
@@ -90,8 +90,8 @@ class SubmissionHandler(SmtpAuthMechanisms):
         if self._space is not None and not self._space.has_room(announced_size(mail_options)):
             _refused(session, account, "disk_space", address)
             return replies.INSUFFICIENT_STORAGE
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
+        assert isinstance(envelope, MxEnvelope)
+        envelope.start(address, mail_options)
         return replies.SENDER_OK
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
@@ -104,10 +104,9 @@ class SubmissionHandler(SmtpAuthMechanisms):
                 return self._reject(session, address, "refused_destination",
                                     replies.DESTINATION_REFUSED)
             return replies.BAD_RECIPIENT_SYNTAX
-        if recipient.key in envelope.resolutions:
-            return replies.RECIPIENT_OK            # a duplicate: accepted once
-        if len(envelope.resolutions) >= self._max_recipients:
-            return replies.TOO_MANY_RECIPIENTS
+        early = envelope.recipient_precheck(recipient, self._max_recipients)
+        if early is not None:
+            return early
         resolution = self._directory.resolve(recipient)
         # A remote recipient is what submission is for: the session is authenticated.
         # But never this host itself or a bare IP address (route.refused_destination).
@@ -120,10 +119,7 @@ class SubmissionHandler(SmtpAuthMechanisms):
             if rejection is not None:
                 return self._reject(session, str(recipient), resolution.status.value,
                                     rejection)
-        envelope.resolutions[recipient.key] = resolution
-        envelope.rcpt_tos.append(str(recipient))
-        envelope.rcpt_options.extend(rcpt_options)
-        return replies.RECIPIENT_OK
+        return envelope.add_recipient(recipient, resolution, rcpt_options)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(envelope, MxEnvelope)

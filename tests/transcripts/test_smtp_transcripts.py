@@ -271,6 +271,11 @@ def test_transcript(path: Path, engines: Engines) -> None:
     engine = engines.for_transcript(transcript)
     expected = [step.render() for step in transcript.steps]
     got = converse(transcript, engine.smtp_port)
+    assert_conversation(path, expected, got)
+
+
+def assert_conversation(path: Path, expected: list[str], got: list[str]) -> None:
+    """Fail with a unified diff when a conversation differs from its transcript."""
     if got != expected:
         diff = "\n".join(difflib.unified_diff(expected, got, "expected", "got", lineterm=""))
         pytest.fail(f"transcript {path.name} differs (- expected, + got):\n{diff}",

@@ -10,7 +10,6 @@ AUTH PLAIN for alice@example.test).
 
 from __future__ import annotations
 
-import difflib
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from transcripts.test_smtp_transcripts import (
     _drain,
     _matches,
     _receive,
+    assert_conversation,
     parse,
 )
 
@@ -98,7 +98,4 @@ def test_transcript(path: Path, engines: Engines) -> None:
     expected = [step.render() for step in transcript.steps]
     with connect(engine, path.stem) as wire:
         got = converse(transcript, wire)
-    if got != expected:
-        diff = "\n".join(difflib.unified_diff(expected, got, "expected", "got", lineterm=""))
-        pytest.fail(f"transcript {path.name} differs (- expected, + got):\n{diff}",
-                    pytrace=False)
+    assert_conversation(path, expected, got)
