@@ -203,6 +203,15 @@ SCHEMA: tuple[Setting, ...] = (
             1, 65535),
     Setting("outbound", "mta_sts_timeout", int, 30,
             "Seconds fetching one MTA-STS policy may take (RFC 8461 3.3).", 1, 300),
+    Setting("outbound", "session_idle_timeout", int, 5,
+            "Seconds an open connection to a remote MX waits for the next message to the "
+            "same destination before QUIT (connection reuse; Postfix's cache: 2 s).", 1, 300),
+    Setting("outbound", "session_max_messages", int, 100,
+            "Messages one connection to a remote MX carries before a fresh connection.",
+            1, 100_000),
+    Setting("outbound", "session_max_idle", int, 20,
+            "Idle connections kept open per destination; 0 turns connection reuse off.",
+            0, 1000),
     # -- the outbound queue (outbound/spool.py, scheduler.py, runner.py, bounces.py) -------
     Setting("queue", "first_retry", int, 300,
             "Seconds before the first retry of a deferred recipient; each further retry "
@@ -215,11 +224,16 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("queue", "delay_warning", int, 4 * 3600,
             "Seconds after which the sender gets one delay warning (RFC 3464 `delayed`) if "
             "NOTIFY allows; 0 sends none.", 0, 60 * 86_400),
-    Setting("queue", "max_deliveries", int, 20,
+    Setting("queue", "max_deliveries", int, 100,
             "Delivery attempts (one message to one destination domain) running at once.",
             1, 1000),
-    Setting("queue", "max_per_domain", int, 4,
-            "Delivery attempts to one destination domain running at once.", 1, 1000),
+    Setting("queue", "initial_per_domain", int, 5,
+            "Delivery attempts to one destination domain running at once to begin with; "
+            "each attempt the peer answers widens this by 1/window up to "
+            "`queue.max_per_domain`, each unanswered one narrows it down to 1 (Postfix's "
+            "destination concurrency window and defaults).", 1, 1000),
+    Setting("queue", "max_per_domain", int, 20,
+            "Most delivery attempts to one destination domain running at once.", 1, 1000),
     Setting("queue", "bounce_max_size", int, 1 * MIB,
             "Largest original message returned whole in a bounce (RET=FULL); a larger one "
             "is returned as its headers only.", 0, 1024 * MIB),

@@ -4,9 +4,10 @@ After a transaction the transport hands a still-usable session back here instead
 QUIT, and the next attempt to the same destination domain, MX host and address (opened under
 the same MTA-STS mode) takes it and sends the next MAIL FROM (RFC 5321 3.3: a session may
 carry any number of transactions; RSET comes first when the last one left state behind).
-Like Postfix's connection cache, a session idles at most `IDLE_TIMEOUT` seconds and carries
-at most `MAX_USES` messages; all are closed at shutdown. How many sessions one domain uses
-at once is the runner's `queue.max_per_domain`: it never runs more attempts than that.
+Like Postfix's connection cache, a session idles at most `idle_timeout` seconds and carries
+at most `max_uses` messages (`outbound.session_*` settings); all are closed at shutdown.
+How many sessions one domain uses at once is the runner's concurrency window
+(`outbound/concurrency.py`): never more than `queue.max_per_domain`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from dataclasses import dataclass, field
 
 from appliance.outbound.client import SmtpSession
 
-IDLE_TIMEOUT = 5.0      # seconds an unused session stays open (Postfix: 2 s)
-MAX_USES = 100          # messages per session, then a fresh connection
-MAX_IDLE_PER_KEY = 20   # idle sessions kept per destination, the rest are closed
+IDLE_TIMEOUT = 5.0      # the defaults of outbound.session_idle_timeout,
+MAX_USES = 100          # outbound.session_max_messages
+MAX_IDLE_PER_KEY = 20   # and outbound.session_max_idle
 
 
 @dataclass(frozen=True)

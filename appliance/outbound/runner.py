@@ -3,11 +3,11 @@
 One runner per engine (one process). It wakes when something is queued (`wake`), when an
 attempt finishes, when the next retry is due, and every `poll_interval` seconds in any case.
 Each due message becomes one task that tries every destination domain of its pending
-recipients at once (within the total and per-domain limits), then decides per recipient
-(`scheduler.decide`), queues the reports owed (`reports`), records the new states, and removes
-the message when no recipient is left. Reports are queued before the state that owes them is
-recorded: after a crash a report may come twice, never not at all. Disk and SQLite work runs
-in threads, never in the event loop.
+recipients at once (within the total limit and each domain's concurrency window,
+`concurrency`), then decides per recipient (`scheduler.decide`), queues the reports owed
+(`reports`), records the new states, and removes the message when no recipient is left.
+Reports are queued before the state that owes them is recorded: after a crash a report may
+come twice, never not at all. Disk and SQLite work runs in threads, never in the event loop.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ from typing import Any, TypeVar
 from appliance.core import log
 from appliance.core.addresses import domain_of
 from appliance.outbound.bounces import ReportedRecipient
+from appliance.outbound.concurrency import DestinationWindows
 from appliance.outbound.reports import Reporter, ReportSubject
 from appliance.outbound.scheduler import Decision, Notice, RetryPolicy, decide
+from appliance.outbound.signing import UNSIGNED, MessageSigner
 from appliance.outbound.types import OutboundEnvelope, Outcome, RecipientResult
 from appliance.storage.interfaces import (
     Queue,
@@ -46,10 +48,12 @@ LOST_MESSAGE = "5.3.0 The queued copy of the message was lost"
 
 @dataclass(frozen=True)
 class RunnerLimits:
-    """Concurrency and pacing (`queue.max_deliveries`, `queue.max_per_domain`)."""
+    """Concurrency and pacing (`queue.max_deliveries`, `queue.initial_per_domain`,
+    `queue.max_per_domain`; the window between the last two: `concurrency`)."""
 
-    max_deliveries: int = 20
-    max_per_domain: int = 4
+    max_deliveries: int = 100
+    max_per_domain: int = 20
+    initial_per_domain: int = 5
     poll_interval: float = 10.0     # also picks up what other processes queued
     batch: int = 200                # due messages looked at per round
 
@@ -60,8 +64,10 @@ class QueueRunner:
     def __init__(self, queue: Queue, transport: Transport, executor: Executor,
                  policy: RetryPolicy, reporter: Reporter, limits: RunnerLimits,
                  clock: Callable[[], float] = time.time,
-                 rand: Callable[[], float] = random.random) -> None:
+                 rand: Callable[[], float] = random.random,
+                 signer: MessageSigner = UNSIGNED) -> None:
         self._queue = queue
+        self._signer = signer
         self._transport = transport
         self._executor = executor
         self._policy = policy
@@ -72,6 +78,7 @@ class QueueRunner:
         self._wakeup = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._domain_load: dict[str, int] = {}
+        self._windows = DestinationWindows(limits.initial_per_domain, limits.max_per_domain)
         self._stopping = False
 
     # -- control -----------------------------------------------------------------------------
@@ -116,7 +123,8 @@ class QueueRunner:
         if room <= 0:
             return
         busy = frozenset(d for d, load in self._domain_load.items()
-                         if load >= self._limits.max_per_domain)
+                         if load >= self._windows.limit(d))
+        self._windows.forget_idle(frozenset(self._domain_load))
         # Look at a few more than there is room for, not at the whole batch: under load
         # every queued message wakes the runner.
         limit = min(self._limits.batch, max(4 * room, 8))
@@ -137,7 +145,7 @@ class QueueRunner:
         """
         due = [r for r in message.pending if r.next_try <= now]
         free = [d for d in _domains(due)
-                if self._domain_load.get(d, 0) < self._limits.max_per_domain][:room]
+                if self._domain_load.get(d, 0) < self._windows.limit(d)][:room]
         return [r for r in due if domain_of(r.address) in free]
 
     def _start(self, message: QueuedMessage, recipients: list[QueuedRecipient]) -> None:
@@ -186,8 +194,10 @@ class QueueRunner:
                        for r in message.pending]
             await self._record(message, results, b"")
             return
+        # The signed copy goes out; reports quote the message as it was queued.
+        outgoing = await self._io(self._signer.sign, message.sender, content)
         groups = _by_domain(recipients)
-        attempts = [self._deliver(message, group, content) for group in groups.values()]
+        attempts = [self._deliver(message, group, outgoing) for group in groups.values()]
         outcomes = await asyncio.gather(*attempts)
         await self._record(message, [r for group in outcomes for r in group], content)
 
@@ -195,12 +205,13 @@ class QueueRunner:
                        content: bytes) -> list[RecipientResult]:
         envelope = OutboundEnvelope(
             message.queue_id, message.sender, tuple(r.outbound() for r in recipients),
-            message.size, message.smtputf8, message.body_8bit, message.envid, message.ret)
+            len(content), message.smtputf8, message.body_8bit, message.envid, message.ret)
         try:
             results = await self._transport(envelope, content)
         except Exception as exc:    # unknown errors are temporary (STYLE.md 7)
             log.error("queue.transport_error", exc, queue_id=message.queue_id)
             results = []
+        self._windows.record(domain_of(recipients[0].address), _answered(results))
         by_address = {r.address: r for r in results}
         return [by_address.get(r.address) or RecipientResult(
             r.address, Outcome.DEFERRED, INTERNAL_DEFERRAL if not results else NO_RESULT)
@@ -269,6 +280,14 @@ class QueueRunner:
 
     async def _io(self, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+
+def _answered(results: Sequence[RecipientResult]) -> bool:
+    """Whether a peer took part: some recipient was settled, or a transaction was held
+    (the transport notes the peer's address then), e.g. a greylisting 450 to RCPT. No
+    connection, a refused greeting or a timeout before MAIL is no answer."""
+    return any(r.outcome is not Outcome.DEFERRED or "remote_ip" in r.details
+               for r in results)
 
 
 def _domains(recipients: Sequence[QueuedRecipient]) -> list[str]:

@@ -77,6 +77,13 @@ def _reporter(settings: Settings, deliverer: Deliverer, directory: Directory) ->
                     settings.get_int("queue.bounce_max_size"))
 
 
+def session_pool(settings: Settings) -> SessionPool:
+    """Connection reuse per destination, as the `outbound.session_*` settings say."""
+    return SessionPool(idle_timeout=settings.get_int("outbound.session_idle_timeout"),
+                       max_uses=settings.get_int("outbound.session_max_messages"),
+                       max_idle=settings.get_int("outbound.session_max_idle"))
+
+
 def real_transport(settings: Settings, pool: SessionPool | None = None) -> Transport:
     """`outbound.transport.deliver` bound to the `outbound.*` settings, a DNS cache and
     (when given) `pool` for connection reuse."""
@@ -125,12 +132,13 @@ async def start_queue_runner(settings: Settings, executor: Executor,
     log.event("queue.recovered", **counts)
     directory = SqliteDirectory(open_database(settings.data_dir))
     deliverer = build_deliverer(settings, executor, directory)
-    pool = SessionPool() if transport is None else None
+    pool = session_pool(settings) if transport is None else None
     runner = QueueRunner(
         spool, transport or real_transport(settings, pool), executor, retry_policy(settings),
         _reporter(settings, deliverer, directory),
         RunnerLimits(settings.get_int("queue.max_deliveries"),
-                     settings.get_int("queue.max_per_domain")))
+                     settings.get_int("queue.max_per_domain"),
+                     settings.get_int("queue.initial_per_domain")))
     wake = await _listen(settings, runner)
     control = ControlServer(QueueOps(spool, runner.wake, lambda: runner.in_flight), executor)
     try:

@@ -1,7 +1,7 @@
 """Submission -> queue -> delivery to a Postfix peer: the Mailstead engine beside Postfix as MSA.
 
     python tests/bench/bench_submission_delivery.py [--messages 600] [--concurrency 20]
-        [--size 4096] [--rounds 3] [--warmup 100] [--per-domain 4] [--keep]
+        [--size 4096] [--rounds 3] [--warmup 100] [--per-domain 20] [--keep]
 
 One world for both (tests/peers/mail_world.py): Knot DNS and a peer Postfix on 127.0.0.2
 with STARTTLS, storing into Maildirs. The same load (N messages over `--concurrency`
@@ -255,8 +255,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=4096, help="bytes per message")
     parser.add_argument("--rounds", type=int, default=3, help="timed runs per side")
     parser.add_argument("--warmup", type=int, default=100, help="untimed messages first")
-    parser.add_argument("--per-domain", type=int, default=4,
-                        help="queue.max_per_domain for Mailstead (its default is 4)")
+    parser.add_argument("--per-domain", type=int, default=20,
+                        help="queue.max_per_domain for Mailstead (its default is 20, as Postfix's)")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory")
     return parser.parse_args()
 

@@ -23,6 +23,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from appliance.outbound import delivery_replies as dr
 from appliance.outbound.client import SmtpSession, Timeouts
 from appliance.outbound.connections import SessionPool
+from appliance.outbound.service import session_pool
 from appliance.outbound.transport import TransportConfig, deliver
 from appliance.outbound.types import (
     OutboundEnvelope,
@@ -30,6 +31,7 @@ from appliance.outbound.types import (
     Outcome,
     RecipientResult,
 )
+from appliance.settings import load_settings
 from appliance.tls.contexts import client_context
 from peers.outbound_world import HELO_NAME, PEER_IP, OutboundWorld, outbound_world
 
@@ -293,6 +295,42 @@ def test_a_pool_sends_several_messages_over_one_connection(world: OutboundWorld,
     assert all(o[0].details["tls"].startswith("TLSv1.") for o in outcomes)
     assert world.wait_for(world.peer, "alice@direct.test", before + 3)
     assert "starttls=1 mail=4 rcpt=3/4 data=3 rset=1 quit=1" in world.peer.log_tail(400)
+
+
+def test_the_pool_follows_the_outbound_session_settings(world: OutboundWorld,
+                                                      config: TransportConfig) -> None:
+    """outbound.session_max_messages = 2: four messages take two connections."""
+    settings = load_settings(None, {"MAILSTEAD_OUTBOUND__SESSION_MAX_MESSAGES": "2",
+                                    "MAILSTEAD_OUTBOUND__SESSION_IDLE_TIMEOUT": "30"})
+    pool = session_pool(settings)
+    assert (pool.max_uses, pool.idle_timeout) == (2, 30)
+    pooled = dataclasses.replace(config, pool=pool)
+    before = world.peer.count_delivered("alice@direct.test")
+
+    async def scenario() -> list[list[RecipientResult]]:
+        outcomes = [await deliver(envelope("alice@direct.test"), MESSAGE, config=pooled)
+                    for _ in range(4)]
+        await pool.close()
+        return outcomes
+
+    outcomes = asyncio.run(scenario())
+    assert [o[0].outcome for o in outcomes] == [Outcome.DELIVERED] * 4
+    assert world.wait_for(world.peer, "alice@direct.test", before + 4)
+    assert world.peer.log_tail(400).count("starttls=1 mail=2 rcpt=2 data=2 quit=1") == 2
+
+
+def test_session_max_idle_zero_turns_reuse_off(world: OutboundWorld,
+                                               config: TransportConfig) -> None:
+    pool = session_pool(load_settings(None, {"MAILSTEAD_OUTBOUND__SESSION_MAX_IDLE": "0"}))
+    pooled = dataclasses.replace(config, pool=pool)
+
+    async def scenario() -> int:
+        await deliver(envelope("alice@direct.test"), MESSAGE, config=pooled)
+        idle = pool.idle_count
+        await pool.close()
+        return idle
+
+    assert asyncio.run(scenario()) == 0
 
 
 def test_a_pooled_session_the_peer_closed_is_replaced(world: OutboundWorld,

@@ -20,6 +20,7 @@ from appliance.core.addresses import parse_address
 from appliance.outbound.reports import Reporter
 from appliance.outbound.runner import INTERNAL_DEFERRAL, LOST_MESSAGE, QueueRunner, RunnerLimits
 from appliance.outbound.scheduler import RetryPolicy
+from appliance.outbound.signing import UNSIGNED, MessageSigner
 from appliance.outbound.spool import Spool
 from appliance.outbound.types import OutboundEnvelope, Outcome, RecipientResult
 from appliance.pipeline.deliver import Deliverer
@@ -40,6 +41,7 @@ class FakeTransport:
     rule: Rule = lambda _addr: (Outcome.DELIVERED, "250 2.0.0 Ok")
     delay: float = 0.0
     calls: list[OutboundEnvelope] = field(default_factory=list)
+    contents: list[bytes] = field(default_factory=list)
     active: dict[str, int] = field(default_factory=dict)
     peak: dict[str, int] = field(default_factory=dict)
     peak_total: int = 0
@@ -49,6 +51,7 @@ class FakeTransport:
                        ) -> list[RecipientResult]:
         domain = envelope.recipients[0].address.rpartition("@")[2]
         self.calls.append(envelope)
+        self.contents.append(message)
         self.active[domain] = self.active.get(domain, 0) + 1
         self.peak[domain] = max(self.peak.get(domain, 0), self.active[domain])
         self.peak_total = max(self.peak_total, sum(self.active.values()))
@@ -85,7 +88,8 @@ class World:
 @asynccontextmanager
 async def world(tmp_path: Path, transport: FakeTransport | None = None,
                 limits: RunnerLimits | None = None,
-                policy: RetryPolicy | None = None) -> AsyncIterator[World]:
+                policy: RetryPolicy | None = None,
+                signer: MessageSigner = UNSIGNED) -> AsyncIterator[World]:
     directory = SqliteDirectory(open_database(tmp_path))
     directory.add_domain("example.test")
     directory.add_account("alice@example.test", "x")
@@ -97,7 +101,7 @@ async def world(tmp_path: Path, transport: FakeTransport | None = None,
                           on_queued=lambda: holder[0].wake())
     reporter = Reporter(deliverer, directory, "mx.example.test", 100_000)
     runner = QueueRunner(spool, fake, executor, policy or RetryPolicy(), reporter,
-                         limits or RunnerLimits(poll_interval=30.0))
+                         limits or RunnerLimits(poll_interval=30.0), signer=signer)
     holder.append(runner)
     task = asyncio.get_running_loop().create_task(runner.run())
     try:
@@ -208,6 +212,35 @@ def test_concurrency_limits_total_and_per_domain(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_the_window_per_domain_opens_with_answers(tmp_path: Path) -> None:
+    fake = FakeTransport(delay=0.05)
+    limits = RunnerLimits(max_deliveries=50, max_per_domain=4, initial_per_domain=2,
+                          poll_interval=30.0)
+
+    async def scenario() -> None:
+        async with world(tmp_path, fake, limits) as w:
+            for n in range(40):
+                await w.send(f"r{n}@one.test")
+            await until(lambda: not w.spool.messages(), timeout=20)
+            assert fake.peak["one.test"] == 4      # from 2, widened by delivered attempts
+    asyncio.run(scenario())
+
+
+def test_the_window_stays_narrow_when_the_peer_does_not_answer(tmp_path: Path) -> None:
+    fake = FakeTransport(rule=lambda a: (Outcome.DEFERRED, "451 4.4.1 Cannot connect"),
+                         delay=0.05)
+    limits = RunnerLimits(max_deliveries=50, max_per_domain=4, initial_per_domain=2,
+                          poll_interval=30.0)
+
+    async def scenario() -> None:
+        async with world(tmp_path, fake, limits) as w:
+            for n in range(20):
+                await w.send(f"r{n}@down.test")
+            await until(lambda: len(fake.calls) == 20, timeout=20)
+            assert fake.peak["down.test"] <= 2
+    asyncio.run(scenario())
+
+
 def test_transport_exception_defers(tmp_path: Path) -> None:
     fake = FakeTransport(fail_with=RuntimeError("bug in the transport"))
 
@@ -219,6 +252,54 @@ def test_transport_exception_defers(tmp_path: Path) -> None:
             recipient = w.spool.get(queue_id).recipients[0]  # type: ignore[union-attr]
             assert recipient.state is RecipientState.QUEUED
             assert recipient.last_reply == INTERNAL_DEFERRAL
+    asyncio.run(scenario())
+
+
+class HeaderSigner:
+    """A signer that prepends a header naming the sender (what DKIM will do, in shape)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.senders: list[str] = []
+
+    def sign(self, sender: str, content: bytes) -> bytes:
+        self.senders.append(sender)
+        if self.fail:
+            raise ValueError("no key for this domain")
+        return f"X-Signed-For: {sender}\r\n".encode() + content
+
+
+def test_the_signer_sees_each_attempt_and_the_signed_copy_leaves(tmp_path: Path) -> None:
+    fake = FakeTransport(rule=lambda a: (Outcome.FAILED, "550 5.1.1 no such user"))
+    signer = HeaderSigner()
+
+    async def scenario() -> None:
+        async with world(tmp_path, fake, signer=signer) as w:
+            await w.send("x@remote.test", "y@other.test")
+            await until(lambda: bool(w.alice_mail()) and not w.spool.messages())
+            signed = b"X-Signed-For: alice@example.test\r\n" + MESSAGE
+            assert sorted(fake.contents) == [signed, signed]        # signed once, sent twice
+            assert {c.size for c in fake.calls} == {len(signed)}     # SIZE= of what is sent
+            # The bounce (to alice, not signed by the runner) quotes the queued copy.
+            assert signer.senders == ["alice@example.test"]
+            report = w.alice_mail()[0]
+            assert b"X-Signed-For" not in report
+            assert b"Subject: out" in report
+    asyncio.run(scenario())
+
+
+def test_a_failing_signer_defers_and_sends_nothing(tmp_path: Path) -> None:
+    fake = FakeTransport()
+
+    async def scenario() -> None:
+        async with world(tmp_path, fake, signer=HeaderSigner(fail=True)) as w:
+            queue_id = await w.send("x@remote.test")
+            await until(lambda: w.spool.get(queue_id) is not None
+                        and w.spool.get(queue_id).recipients[0].last_reply != "")  # type: ignore[union-attr]
+            recipient = w.spool.get(queue_id).recipients[0]  # type: ignore[union-attr]
+            assert recipient.state is RecipientState.QUEUED
+            assert recipient.last_reply == INTERNAL_DEFERRAL
+            assert fake.calls == []
     asyncio.run(scenario())
 
 
