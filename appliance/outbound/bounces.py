@@ -148,9 +148,14 @@ def _human_part(ctx: ReportContext, action: Notice, recipients: Sequence[Reporte
 def _status_part(ctx: ReportContext, action: Notice,
                  recipients: Sequence[ReportedRecipient]) -> bytes:
     blocks = [_per_message(ctx)] + [_per_recipient(r, action) for r in recipients]
-    text = "\r\n".join("".join(f"{field}\r\n" for field in block) for block in blocks)
-    return (b"Content-Type: message/delivery-status\r\n"
-            b"Content-Description: Delivery report\r\n\r\n" + text.encode("utf-8"))
+    data = "\r\n".join("".join(f"{field}\r\n" for field in block)
+                       for block in blocks).encode("utf-8")
+    # RFC 6533 6.2: UTF-8 addresses (utf-8 address type) need the global type, 8-bit.
+    kind, encoding = ((b"message/delivery-status", b"") if data.isascii() else
+                      (b"message/global-delivery-status",
+                       b"Content-Transfer-Encoding: 8bit\r\n"))
+    return (b"Content-Type: " + kind + b"\r\nContent-Description: Delivery report\r\n"
+            + encoding + b"\r\n" + data)
 
 
 def _per_message(ctx: ReportContext) -> list[str]:
@@ -200,7 +205,12 @@ def status_code(reply: str, action: Notice) -> str:
 def _original_part(ctx: ReportContext, action: Notice, original: bytes) -> bytes:
     full = action is Notice.FAILED and _wants_full(ctx) and len(original) <= ctx.full_limit
     content = original if full else header_block(original)
-    kind = "message/rfc822" if full else "text/rfc822-headers"
+    # RFC 6533 6.3, 6.4: a message whose header is UTF-8 (SMTPUTF8) is returned as
+    # message/global (whole) or message/global-headers (headers only).
+    utf8_header = not header_block(original).isascii()
+    kind = {(True, False): "message/rfc822", (False, False): "text/rfc822-headers",
+            (True, True): "message/global", (False, True): "message/global-headers"}[
+                (full, utf8_header)]
     description = "Undelivered Message" if full else "Message Headers"
     encoding = b"" if content.isascii() else b"Content-Transfer-Encoding: 8bit\r\n"
     if not content.endswith(b"\n"):

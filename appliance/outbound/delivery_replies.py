@@ -18,6 +18,8 @@ NO_MX_ADDRESS = "451 4.4.4 No address found for the mail hosts of {domain}"
 
 # Decided before talking (RFC 6531 3.5, RFC 1870 6)
 SMTPUTF8_REQUIRED = "553 5.6.7 {remote} does not support SMTPUTF8, which this message needs"
+NO_8BITMIME = ("554 5.6.3 {remote} does not support 8BITMIME and the message cannot be "
+               "converted to 7 bits")
 MESSAGE_TOO_BIG = "552 5.3.4 Message too big for {remote} (its limit is {limit} octets)"
 BAD_SENDER = "553 5.1.7 The sender address cannot be sent over SMTP"
 BAD_RECIPIENT = "553 5.1.3 The recipient address cannot be sent over SMTP"

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from appliance.outbound import delivery_replies as dr
+from appliance.outbound.downgrade import to_7bit
 from appliance.outbound.smtp_client_commands import (
     CommandError,
     data_payload,
@@ -72,6 +73,12 @@ class MailTransaction:
 
     def start(self) -> Step | None:
         """The first step, or None when the transaction was settled without the peer."""
+        if is_8bit(self.envelope, self._message) and not self.caps.has("8BITMIME"):
+            converted = to_7bit(self._message)      # RFC 6152 3: convert or bounce
+            if converted is None and not needs_smtputf8(self.envelope, self._message):
+                self._settle_all(dr.render(dr.NO_8BITMIME, remote=self.remote))
+                return None
+            self._message = converted or self._message
         payload = data_payload(self._message)
         refusal = self._refusal(len(payload) - 3)
         if refusal is not None:

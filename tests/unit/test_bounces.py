@@ -190,3 +190,30 @@ def test_remote_mta_is_the_host_name_alone(remote_host: str, expected: str) -> N
     assert mta_name(remote_host) == expected
     assert status_blocks(message)[1]["Remote-MTA"] == f"dns; {expected}"
     assert f"(reported by {remote_host})" in parts(message)[0].get_content()
+
+
+UTF8_ORIGINAL = ("From: Jörg <jörg@bücher.example>\r\nTo: ñandú@remote.test\r\n"
+                 "Subject: Grüße\r\n\r\nder Text\r\n").encode()
+
+
+@pytest.mark.parametrize(("ret", "kind"), [(None, "message/global-headers"),
+                                           ("FULL", "message/global")])
+def test_utf8_messages_and_addresses_get_the_global_types(ret: str | None, kind: str) -> None:
+    """RFC 6533: UTF-8 addresses go in message/global-delivery-status (utf-8 address
+    type), a returned SMTPUTF8 message as message/global or message/global-headers."""
+    failed = ReportedRecipient("ñandú@remote.test", "utf-8;ñandú@remote.test",
+                               "550 5.1.1 no such user", "mx.remote.test", 1_700_000_500.0)
+    raw = build_report(ctx(ret=ret, sender="jörg@bücher.example"), Notice.FAILED, [failed],
+                       UTF8_ORIGINAL)
+    text = raw.decode("utf-8")
+    assert "Content-Type: message/global-delivery-status\r\n" in text
+    assert "Final-Recipient: utf-8; ñandú@remote.test\r\n" in text
+    assert "Original-Recipient: utf-8; ñandú@remote.test\r\n" in text
+    assert f"Content-Type: {kind}\r\n" in text
+    assert "Subject: Grüße\r\n" in text
+    assert ("der Text" in text) == (ret == "FULL")
+
+
+def test_ascii_reports_keep_the_classic_types() -> None:
+    raw = build_report(ctx(ret="FULL"), Notice.FAILED, [FAILED], ORIGINAL)
+    assert b"message/global" not in raw
