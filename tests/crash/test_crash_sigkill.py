@@ -226,7 +226,7 @@ def check_file(path: Path, account: str, specs: dict[str, Spec], found: Found) -
     uid = uid_match.group(1).decode()
     if hashlib.sha256(body).hexdigest() != hash_match.group(1).decode():
         found.problems.append(f"{path}: body hash mismatch ({uid}, partial or corrupt)")
-    if not path.name.split(":")[0].endswith(f",S={len(data)}"):
+    if f",S={len(data)}," not in path.name.split(":")[0] + ",":
         found.problems.append(f"{path}: size in name differs from {len(data)} bytes")
     if uid not in specs or account not in specs[uid].recipients:
         found.problems.append(f"{path}: {uid} does not belong in {account}")

@@ -40,7 +40,8 @@ def test_delivery_links_one_file_into_each_new(tmp_path: Path) -> None:
         assert files(root / "cur") == []
         [delivered] = files(root / "new")
         assert delivered.read_bytes() == MESSAGE
-        assert delivered.name.endswith(f",S={len(MESSAGE)}")
+        crlf = len(MESSAGE.replace(b"\n", b"\r\n"))
+        assert delivered.name.endswith(f",S={len(MESSAGE)},W={crlf}")
         assert delivered.stat().st_nlink == 3
         inodes.add(delivered.stat().st_ino)
     assert len(inodes) == 1

@@ -1,1 +1,2 @@
-"""Maildir++ storage: one Maildir per account, written only through `store.MaildirStore`."""
+"""Maildir++ storage: one Maildir per account. `store.MaildirStore` delivers (SMTP);
+`account.MaildirAccount` is an account's mail for IMAP/POP3, with a per-account SQLite index."""

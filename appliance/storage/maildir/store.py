@@ -17,6 +17,7 @@ from pathlib import Path
 from appliance.core.errors import DeliveryError
 from appliance.core.fsio import DIRECTORY_SYNC, unique_name, write_new_file
 from appliance.storage.interfaces import Mailbox
+from appliance.storage.maildir.flags import crlf_size
 
 SUBDIRS = ("cur", "new", "tmp")
 STALE_TMP_SECONDS = 36 * 3600   # the Maildir convention for abandoned tmp/ files
@@ -40,7 +41,8 @@ class MaildirStore:
 
     def deliver(self, message: bytes, mailboxes: Sequence[Mailbox]) -> None:
         """Store `message` in every mailbox durably, or raise DeliveryError leaving nothing."""
-        name = f"{unique_name()},S={len(message)}"
+        # Dovecot's names: S= is the file size, W= the RFC822.SIZE IMAP reports (CRLF).
+        name = f"{unique_name()},S={len(message)},W={crlf_size(message)}"
         made: list[Path] = []
         try:
             temps = self._write_temps(message, name, mailboxes, made)

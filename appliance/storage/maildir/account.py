@@ -1,0 +1,359 @@
+"""`MaildirAccount`: one account's mail (Maildir++ plus `mailstead-index.db`) behind the
+`AccountMail` contract, and `MaildirStores`, which opens accounts by address.
+
+One RLock serialises an account's calls within the process; across processes the index's
+write lock (BEGIN IMMEDIATE) covers every reconciliation and change. Folder operations live
+in `folder_ops`, message changes in `writes`, reconciliation in `sync`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Protocol
+
+from appliance.core import log
+from appliance.storage.directory import Account
+from appliance.storage.mailbox_api import (
+    INBOX,
+    CopyResult,
+    FlagOperation,
+    FolderSnapshot,
+    FolderStatus,
+    JunkListener,
+    JunkMove,
+    NoSuchFolderError,
+    OverQuotaError,
+    QuotaUsage,
+    SpecialUse,
+    StoreResult,
+)
+from appliance.storage.maildir import files, folder_ops, locks, writes
+from appliance.storage.maildir import flags as names
+from appliance.storage.maildir.folders import normalise
+from appliance.storage.maildir.index import data_version, open_index, write
+from appliance.storage.maildir.sync import FolderState, reconcile, refresh, stamp_of
+
+_SEEN, _DELETED = "\\Seen", "\\Deleted"
+
+
+class MaildirAccount(folder_ops.FolderOps):
+    """The embedded `AccountMail` (see `storage.mailbox_api`)."""
+
+    def __init__(self, address: str, root: Path, quota_bytes: int = 0,
+                 messages_limit: int | None = None) -> None:
+        self.address = address
+        self.quota_bytes = quota_bytes
+        self.messages_limit = messages_limit
+        self._lock = threading.RLock()
+        self._listeners: list[JunkListener] = []
+        self._generation = 0       # bumped by every change made through this object
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        conn, _fresh = open_index(root)
+        super().__init__(root, conn)
+        self._set_up()
+
+    def close(self) -> None:
+        with self._lock:
+            self._states.clear()
+            self._conn.close()
+
+    def add_junk_listener(self, listener: JunkListener) -> None:
+        self._listeners.append(listener)
+
+    def exclusive(self, purpose: str) -> AbstractContextManager[None]:
+        return locks.exclusive(self._root, purpose)
+
+    def rename_folder(self, old: str, new: str) -> None:
+        """RFC 9051 6.3.6: renaming INBOX moves its messages into a new folder `new`."""
+        source, target = normalise(old), normalise(new)
+        if source != INBOX:
+            with self._lock, write(self._conn):
+                self._rename_tree(source, target)
+            return
+        with self._lock:
+            self.create_folder(target)
+            self.move(INBOX, list(self._synced(INBOX).metas), target)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def sync(self, name: str, claim_recent: bool = False) -> FolderSnapshot:
+        with self._lock:
+            state = self._synced(name)
+            recent = self._claim_recent(state) if claim_recent else frozenset()
+            return state.snapshot(recent)
+
+    def _synced(self, name: str) -> FolderState:
+        """The folder's state, brought up to date with the index and the disk."""
+        state = self._state(name)
+        try:
+            stamp = stamp_of(state.path)
+        except FileNotFoundError:
+            self._states.pop(state.name, None)
+            raise NoSuchFolderError(f"no folder {name}") from None
+        version = data_version(self._conn)
+        if state.stamp == stamp and state.data_version == version:
+            return state                                   # the fast path: nothing changed
+        if state.stamp == stamp:
+            self._conn.execute("BEGIN")
+            try:
+                fresh = refresh(self._conn, state)
+            finally:
+                self._conn.execute("COMMIT")
+            if fresh is not None:
+                fresh.data_version = version
+                return fresh
+        with write(self._conn):
+            state = self._current(state)
+            reconcile(self._conn, state, names.read_keywords(state.path))
+        state.data_version = version
+        return state
+
+    def _current(self, state: FolderState) -> FolderState:
+        """Inside a write transaction: `state` with every change other connections made."""
+        fresh = refresh(self._conn, state)
+        return fresh if fresh is not None else self._reload(state.name)
+
+    def _for_write(self, name: str) -> FolderState:
+        """Inside a write transaction: the folder's state matching the index and the disk."""
+        state = self._current(self._state(name))
+        try:
+            stamp = stamp_of(state.path)
+        except FileNotFoundError:
+            raise NoSuchFolderError(f"no folder {name}") from None
+        if stamp != state.stamp:
+            reconcile(self._conn, state, names.read_keywords(state.path))
+        return state
+
+    def _changed_by_us(self, *states: FolderState) -> None:
+        """Our renames changed cur/'s mtime: list it again next time (and tell IDLE)."""
+        for state in states:
+            state.stamp = None
+        self._generation += 1
+
+    def _claim_recent(self, state: FolderState) -> frozenset[int]:
+        if state.recent_uid >= state.uidnext:
+            return frozenset()
+        with write(self._conn):
+            row = self._conn.execute("SELECT recent_uid FROM folders WHERE id = ?",
+                                     (state.id,)).fetchone()
+            first = int(row[0]) if row is not None else state.uidnext
+            self._conn.execute("UPDATE folders SET recent_uid = ? WHERE id = ?",
+                               (state.uidnext, state.id))
+        state.recent_uid = state.uidnext
+        return frozenset(uid for uid in state.metas if uid >= first)
+
+    def changed(self, name: str, since: object) -> tuple[bool, object]:
+        with self._lock:
+            path = self._path_of(name)
+            try:
+                token = (stamp_of(path), data_version(self._conn), self._generation)
+            except FileNotFoundError:
+                raise NoSuchFolderError(f"no folder {name}") from None
+        return token != since, token
+
+    def status(self, name: str) -> FolderStatus:
+        with self._lock:
+            state = self._synced(name)
+            metas = state.metas.values()
+            return FolderStatus(
+                messages=len(state.metas), uidnext=state.uidnext,
+                uidvalidity=state.uidvalidity,
+                unseen=sum(1 for m in metas if _SEEN not in m.flags),
+                deleted=sum(1 for m in metas if _DELETED in m.flags),
+                size=sum(m.size for m in metas), highest_modseq=state.highest_modseq,
+                recent=sum(1 for uid in state.metas if uid >= state.recent_uid))
+
+    def read(self, name: str, uid: int) -> bytes:
+        for attempt in range(2):
+            with self._lock:
+                state = self._synced(name) if attempt else self._state(name)
+                if uid not in state.files:
+                    state = self._synced(name)
+                path = state.file_path(uid)         # KeyError: expunged
+            try:
+                return names.to_crlf(path.read_bytes())
+            except FileNotFoundError:
+                continue                            # renamed or removed by another tool
+        raise KeyError(uid)
+
+    def expunged_since(self, name: str, modseq: int) -> list[int]:
+        with self._lock:
+            state = self._state(name)
+            rows = self._conn.execute("SELECT uid FROM expunged WHERE folder_id = ? AND "
+                                      "modseq > ? ORDER BY uid", (state.id, modseq))
+            return [int(row[0]) for row in rows]
+
+    def get_cached(self, name: str, uid: int, key: str) -> str | None:
+        with self._lock:
+            state = self._state(name)
+            row = self._conn.execute("SELECT value FROM cache WHERE folder_id = ? AND uid = ? "
+                                     "AND key = ?", (state.id, uid, key)).fetchone()
+            return None if row is None else str(row[0])
+
+    def put_cached(self, name: str, uid: int, key: str, value: str) -> None:
+        with self._lock:
+            state = self._state(name)
+            # Not durable by contract: skip the WAL fsync for this one commit.
+            self._conn.execute("PRAGMA synchronous=OFF")
+            try:
+                with write(self._conn):
+                    self._conn.execute("INSERT OR REPLACE INTO cache (folder_id, uid, key, value)"
+                                       " VALUES (?, ?, ?, ?)", (state.id, uid, key, value))
+            finally:
+                self._conn.execute("PRAGMA synchronous=FULL")
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def append(self, name: str, content: bytes, flags: frozenset[str] = frozenset(),
+               internal_date: float | None = None) -> CopyResult:
+        flags = writes.clean_flags(flags)
+        with self._lock:
+            path = self._state(name).path
+        temp, base = files.stage(path, content, internal_date)
+        try:
+            with self._lock, write(self._conn):
+                state = self._current(self._state(name))
+                self._check_quota(names.sizes_in_name(base)[1] or 0, 1)
+                date = internal_date if internal_date is not None else temp.stat().st_mtime
+                uid = writes.append_message(self._conn, state, temp, base, flags, date)
+                self._changed_by_us(state)
+        finally:
+            files.discard(temp)          # gone already unless something failed
+        return CopyResult(state.uidvalidity, (), (uid,))
+
+    def store_flags(self, name: str, uids: Sequence[int], operation: FlagOperation,
+                    flags: frozenset[str], unchanged_since: int | None = None) -> StoreResult:
+        flags = writes.clean_flags(flags)
+        with self._lock, write(self._conn):
+            state = self._for_write(name)
+            result = writes.store(self._conn, state, uids, operation, flags, unchanged_since)
+            self._changed_by_us(state)
+        return result
+
+    def copy(self, name: str, uids: Sequence[int], target: str) -> CopyResult:
+        return self._copy(name, uids, target, move=False)
+
+    def move(self, name: str, uids: Sequence[int], target: str) -> CopyResult:
+        return self._copy(name, uids, target, move=True)
+
+    def _copy(self, name: str, uids: Sequence[int], target: str, move: bool) -> CopyResult:
+        with self._lock:
+            with write(self._conn):
+                source = self._for_write(name)
+                goal = self._for_write(target)
+                present = [uid for uid in set(uids) if uid in source.metas]
+                if not move:     # a MOVE within the account does not grow its usage
+                    self._check_quota(sum(source.metas[u].size for u in present), len(present))
+                old, new = writes.copy_messages(self._conn, source, goal, present)
+                if move:
+                    writes.remove_messages(self._conn, source, old)
+                self._changed_by_us(source, goal)
+            self._junk_event(source, goal, old, new)
+        return CopyResult(goal.uidvalidity, tuple(old), tuple(new))
+
+    def expunge(self, name: str, uids: Sequence[int] | None = None) -> list[int]:
+        with self._lock, write(self._conn):
+            state = self._for_write(name)
+            among = state.metas.keys() if uids is None else set(uids)
+            doomed = [u for u in among if u in state.metas and _DELETED in state.metas[u].flags]
+            removed = writes.remove_messages(self._conn, state, doomed)
+            self._changed_by_us(state)
+        return removed
+
+    def remove(self, name: str, uids: Sequence[int]) -> list[int]:
+        with self._lock, write(self._conn):
+            state = self._for_write(name)
+            removed = writes.remove_messages(self._conn, state, uids)
+            self._changed_by_us(state)
+        return removed
+
+    # -- account-wide ------------------------------------------------------------------------
+
+    def quota(self) -> QuotaUsage:
+        with self._lock:
+            used, count = self.usage_for_delivery()
+            return QuotaUsage(used, self.quota_bytes or None, count, self.messages_limit)
+
+    def usage_for_delivery(self) -> tuple[int, int]:
+        """(octets, messages) the index holds in all folders: one indexed aggregate query,
+        cheap enough to ask before every delivery (mail in new/ not yet synced is not in it)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM messages").fetchone()
+            return int(row[0]), int(row[1])
+
+    def _check_quota(self, octets: int, messages: int) -> None:
+        used, count = self.usage_for_delivery()
+        if self.quota_bytes and used + octets > self.quota_bytes:
+            raise OverQuotaError(f"storage quota exceeded ({used + octets} > {self.quota_bytes})")
+        if self.messages_limit is not None and count + messages > self.messages_limit:
+            raise OverQuotaError(f"message quota exceeded ({count + messages} > "
+                                 f"{self.messages_limit})")
+
+    def _junk_event(self, source: FolderState, goal: FolderState, old: list[int],
+                    new: list[int]) -> None:
+        """RFC 6154 \\Junk: into it = spam, out of it (but not to \\Trash) = not spam."""
+        junk, trash = SpecialUse.JUNK.value, SpecialUse.TRASH.value
+        if not old or source is goal:
+            return
+        if goal.special_use == junk and source.special_use != junk:
+            event = JunkMove(self.address, True, source.name, tuple(old))
+        elif source.special_use == junk and goal.special_use not in (junk, trash):
+            event = JunkMove(self.address, False, goal.name, tuple(new))
+        else:
+            return
+        log.event("mailbox.junk_move", account=self.address, to_junk=event.to_junk,
+                  folder=event.folder, count=len(event.uids))
+        for listener in list(self._listeners):
+            listener(event)
+
+
+class AccountLookup(Protocol):
+    """What `MaildirStores` needs from the directory (`SqliteDirectory` has it)."""
+
+    def get_account(self, address: str) -> Account:
+        ...
+
+
+class MaildirStores:
+    """Opens accounts' mail under `data_dir`, one `MaildirAccount` per account per process."""
+
+    def __init__(self, data_dir: Path, directory: AccountLookup,
+                 messages_limit: int | None = None,
+                 opener: Callable[..., MaildirAccount] = MaildirAccount) -> None:
+        self._data_dir = data_dir
+        self._directory = directory
+        self._messages_limit = messages_limit
+        self._opener = opener
+        self._lock = threading.Lock()
+        self._open: dict[str, MaildirAccount] = {}
+
+    def open(self, address: str) -> MaildirAccount:
+        """The account's mail. KeyError when there is no such account."""
+        try:
+            account = self._directory.get_account(address)
+        except ValueError as exc:        # DirectoryError, AddressError
+            raise KeyError(address) from exc
+        with self._lock:
+            mail = self._open.get(account.address)
+            if mail is None:
+                mail = self._opener(account.address, self._data_dir / account.maildir,
+                                    account.quota_bytes, self._messages_limit)
+                self._open[account.address] = mail
+            mail.quota_bytes = account.quota_bytes       # the admin may have changed it
+            return mail
+
+    def iter_open(self) -> Iterator[MaildirAccount]:
+        with self._lock:
+            opened = list(self._open.values())
+        yield from opened
+
+    def close(self) -> None:
+        with self._lock:
+            for mail in self._open.values():
+                mail.close()
+            self._open.clear()
+

@@ -1,0 +1,81 @@
+"""Message files of a folder: writing new ones (tmp/ -> fsync -> cur/), linking copies,
+renaming for flag changes and unlinking, each made durable through `core.fsio`.
+
+Callers hold the index write lock while a file appears in or leaves cur/, so another
+process's sync never sees a file whose row is not yet written (or the reverse).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from appliance.core.fsio import DIRECTORY_SYNC, unique_name, write_new_file
+from appliance.storage.maildir import flags as names
+
+
+def new_base(stored_size: int, crlf_size: int) -> str:
+    """A fresh base name with Dovecot's size fields (S= on disk, W= RFC822.SIZE)."""
+    return f"{unique_name()},S={stored_size},W={crlf_size}"
+
+
+def stage(folder: Path, content: bytes, internal_date: float | None) -> tuple[Path, str]:
+    """Write an APPENDed message into tmp/ (LF line ends, fsync'ed); (temp path, base).
+
+    The file's mtime is the message's internal date, as Dovecot and Courier keep it."""
+    data = names.to_lf(content)
+    base = new_base(len(data), names.crlf_size(data))
+    temp = folder / "tmp" / base
+    write_new_file(temp, data)
+    if internal_date is not None:
+        os.utime(temp, (internal_date, internal_date))
+    return temp, base
+
+
+def publish(temp: Path, folder: Path, filename: str) -> None:
+    """Rename a staged file into cur/ and fsync the directory."""
+    os.rename(temp, folder / "cur" / filename)
+    DIRECTORY_SYNC.sync(folder / "cur")
+
+
+def discard(temp: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp)
+
+
+def link_copy(source: Path, folder: Path, filename: str) -> None:
+    """Put a copy of `source` into `folder`/cur/ as `filename`: a hard link when possible
+    (same inode, so the internal date is shared), else a written copy with the same mtime.
+    The caller fsyncs the directory once for a batch (`sync_dirs`)."""
+    target = folder / "cur" / filename
+    try:
+        os.link(source, target)
+        return
+    except FileNotFoundError:
+        raise
+    except OSError:
+        pass                       # EXDEV, EMLINK, EPERM: fall back to a copy
+    data = source.read_bytes()
+    mtime = source.stat().st_mtime
+    temp = folder / "tmp" / names.split_name(filename)[0]
+    write_new_file(temp, data)
+    os.utime(temp, (mtime, mtime))
+    os.rename(temp, target)
+
+
+def rename(folder: Path, subdir: str, old: str, new: str) -> None:
+    """Rename a message file (its flags changed); a file in new/ moves to cur/ on the way."""
+    os.rename(folder / subdir / old, folder / "cur" / new)
+
+
+def unlink(path: Path) -> None:
+    """Remove a message file; one already gone (another tool removed it) is fine."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def sync_dirs(*directories: Path) -> None:
+    """fsync each directory once (group commit with concurrent writers)."""
+    for directory in dict.fromkeys(directories):
+        DIRECTORY_SYNC.sync(directory)

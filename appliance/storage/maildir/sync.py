@@ -1,0 +1,282 @@
+"""Maildir <-> index reconciliation for one folder, and the in-process state it keeps.
+
+The Maildir is the truth: files in new/ move to cur/ (gaining `:2,`), files without a row get
+UIDs in (mtime, name) order, rows whose file is gone are expunged, and a file renamed by any
+tool changes the message's flags. `FolderState` caches the folder in memory; it is refreshed
+from the index by MODSEQ (only what changed) and from the disk only when new/ or cur/ changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appliance.storage.mailbox_api import FolderSnapshot, MessageMeta
+from appliance.storage.maildir import flags as names
+
+# A directory whose mtime is this close to the start of a listing may change again within
+# the same timestamp tick (the kernel stamps with a coarse clock), so its stamp is not
+# trusted and the next sync lists again. Local file systems tick every few milliseconds.
+DIRTY_WINDOW = 0.1
+
+Stamp = tuple[int, int]        # mtime_ns of new/ and cur/
+
+
+@dataclass
+class FolderState:
+    """One folder as this process last saw it (index rows plus where each file is)."""
+
+    id: int
+    name: str
+    path: Path
+    uidvalidity: int
+    uidnext: int
+    highest_modseq: int
+    recent_uid: int
+    special_use: str | None
+    metas: dict[int, MessageMeta] = field(default_factory=dict)
+    files: dict[int, tuple[str, str]] = field(default_factory=dict)  # uid: (subdir, name)
+    stamp: Stamp | None = None           # trusted stamp of the last listing
+    data_version: int = -1
+    _snapshot: tuple[MessageMeta, ...] | None = None
+
+    def snapshot(self, recent: frozenset[int] = frozenset()) -> FolderSnapshot:
+        if self._snapshot is None:
+            self._snapshot = tuple(self.metas[uid] for uid in sorted(self.metas))
+        return FolderSnapshot(self.name, self.uidvalidity, self.uidnext, self.highest_modseq,
+                              self._snapshot, recent)
+
+    def put(self, meta: MessageMeta, subdir: str, filename: str) -> None:
+        self.metas[meta.uid] = meta
+        self.files[meta.uid] = (subdir, filename)
+        self._snapshot = None
+
+    def drop(self, uid: int) -> None:
+        self.metas.pop(uid, None)
+        self.files.pop(uid, None)
+        self._snapshot = None
+
+    def file_path(self, uid: int) -> Path:
+        subdir, filename = self.files[uid]
+        return self.path / subdir / filename
+
+
+_FOLDER_COLUMNS = "id, uidvalidity, uidnext, highest_modseq, recent_uid, special_use"
+_MESSAGE_COLUMNS = "uid, subdir, filename, flags, modseq, internal_date, size"
+
+
+def folder_row(conn: sqlite3.Connection, name: str) -> tuple[object, ...] | None:
+    row: tuple[object, ...] | None = conn.execute(
+        f"SELECT {_FOLDER_COLUMNS} FROM folders WHERE name = ?", (name,)).fetchone()  # noqa: S608
+    return row
+
+
+def load_state(conn: sqlite3.Connection, name: str, path: Path,
+               row: tuple[object, ...]) -> FolderState:
+    """Read a folder and all its message rows from the index."""
+    folder_id, uidvalidity, uidnext, modseq, recent_uid, special_use = row
+    state = FolderState(int(str(folder_id)), name, path, int(str(uidvalidity)),
+                        int(str(uidnext)), int(str(modseq)), int(str(recent_uid)),
+                        None if special_use is None else str(special_use))
+    rows = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages "  # noqa: S608
+                        "WHERE folder_id = ?", (state.id,))
+    for message in rows:
+        _put_row(state, message)
+    return state
+
+
+def _put_row(state: FolderState, row: tuple[object, ...]) -> None:
+    uid, subdir, filename, flag_text, modseq, internal_date, size = row
+    meta = MessageMeta(int(str(uid)), parse_flags(str(flag_text)), int(str(modseq)),
+                       float(str(internal_date)), int(str(size)))
+    state.put(meta, str(subdir), str(filename))
+
+
+def parse_flags(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+def format_flags(flags: frozenset[str]) -> str:
+    return " ".join(sorted(flags))
+
+
+def refresh(conn: sqlite3.Connection, state: FolderState) -> FolderState | None:
+    """Apply what other connections changed in the index since `state` (by MODSEQ).
+    None when the folder row is gone or was replaced (the caller reloads or fails)."""
+    row = folder_row(conn, state.name)
+    if row is None or int(str(row[0])) != state.id or int(str(row[1])) != state.uidvalidity:
+        return None
+    old_modseq = state.highest_modseq
+    state.uidnext, state.highest_modseq = int(str(row[2])), int(str(row[3]))
+    state.recent_uid = int(str(row[4]))
+    state.special_use = None if row[5] is None else str(row[5])
+    if state.highest_modseq == old_modseq:
+        return state
+    for message in conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages "  # noqa: S608
+                                "WHERE folder_id = ? AND modseq > ?", (state.id, old_modseq)):
+        _put_row(state, message)
+    for (uid,) in conn.execute("SELECT uid FROM expunged WHERE folder_id = ? AND modseq > ?",
+                               (state.id, old_modseq)):
+        state.drop(int(uid))
+    return state
+
+
+def stamp_of(path: Path) -> Stamp:
+    """The mtimes of new/ and cur/ (FileNotFoundError when the folder is gone)."""
+    return os.stat(path / "new").st_mtime_ns, os.stat(path / "cur").st_mtime_ns
+
+
+@dataclass(frozen=True)
+class _OnDisk:
+    subdir: str
+    filename: str
+
+
+def reconcile(conn: sqlite3.Connection, state: FolderState, keywords: list[str]) -> None:
+    """Bring the index (inside the caller's write transaction) and `state` up to the disk."""
+    _move_new_to_cur(state.path)
+    started = time.time()
+    stamp = stamp_of(state.path)
+    unmatched = _list(state.path, {file: uid for uid, file in state.files.items()})
+    if unmatched.files or unmatched.rows:
+        _apply(conn, state, keywords, unmatched)
+    trusted = all(started - mtime / 1e9 > DIRTY_WINDOW for mtime in stamp)
+    state.stamp = stamp if trusted else None
+
+
+def _apply(conn: sqlite3.Connection, state: FolderState, keywords: list[str],
+           unmatched: _Unmatched) -> None:
+    changes = _Changes(conn, state)
+    gone = set(unmatched.rows.values())
+    known = {_base(name) for uid, (_, name) in state.files.items() if uid not in gone}
+    arrivals: dict[str, _OnDisk] = {}
+    for subdir, filename in unmatched.files:
+        base = _base(filename)
+        if base not in known:                 # a second file of one message is left alone
+            arrivals.setdefault(base, _OnDisk(subdir, filename))
+    for (_, filename), uid in unmatched.rows.items():
+        found = arrivals.pop(_base(filename), None)
+        if found is None:
+            changes.expunge(uid)
+        else:
+            changes.renamed(uid, found, keywords)
+    changes.add_new(arrivals, keywords)
+    changes.finish()
+
+
+def _base(filename: str) -> str:
+    return filename.partition(":")[0]
+
+
+def _move_new_to_cur(path: Path) -> None:
+    """maildir(5): a reader moves new/ messages to cur/, adding the info `:2,`."""
+    with os.scandir(path / "new") as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            target = entry.name if ":" in entry.name else names.file_name(entry.name, "")
+            with contextlib.suppress(FileNotFoundError):   # another reader took it
+                os.rename(entry.path, path / "cur" / target)
+
+
+@dataclass
+class _Unmatched:
+    files: list[tuple[str, str]]                 # on disk, but no row has this name
+    rows: dict[tuple[str, str], int]             # rows whose file name is not on disk
+
+
+def _list(path: Path, known: dict[tuple[str, str], int]) -> _Unmatched:
+    """Match the files in cur/ and new/ against the names the rows know (`known` is used up)."""
+    files: list[tuple[str, str]] = []
+    for subdir in ("cur", "new"):
+        with os.scandir(path / subdir) as entries:
+            for entry in entries:
+                key = (subdir, entry.name)
+                if known.pop(key, None) is None and not entry.name.startswith("."):
+                    files.append(key)
+    return _Unmatched(files, known)
+
+
+class _Changes:
+    """The writes of one reconciliation; they all share one new MODSEQ (RFC 7162 3.1.1)."""
+
+    def __init__(self, conn: sqlite3.Connection, state: FolderState) -> None:
+        self.conn, self.state = conn, state
+        self.modseq = state.highest_modseq + 1
+        self.used = False
+
+    def expunge(self, uid: int) -> None:
+        record_expunged(self.conn, self.state, [uid], self.modseq)
+        self.used = True
+
+    def renamed(self, uid: int, found: _OnDisk, keywords: list[str]) -> None:
+        old = self.state.metas[uid]
+        letters = names.split_name(found.filename)[1] or ""
+        unlettered = old.flags - names.lettered(old.flags, keywords)
+        flags = names.letters_to_flags(letters, keywords) | unlettered
+        meta = MessageMeta(uid, flags, self.modseq, old.internal_date, old.size)
+        self.conn.execute("UPDATE messages SET subdir = ?, filename = ?, flags = ?, modseq = ? "
+                          "WHERE folder_id = ? AND uid = ?",
+                          (found.subdir, found.filename, format_flags(flags), self.modseq,
+                           self.state.id, uid))
+        self.state.put(meta, found.subdir, found.filename)
+        self.used = True
+
+    def add_new(self, disk: dict[str, _OnDisk], keywords: list[str]) -> None:
+        arrivals = []
+        for base, found in disk.items():
+            path = self.state.path / found.subdir / found.filename
+            with contextlib.suppress(FileNotFoundError):
+                arrivals.append((path.stat().st_mtime, found.filename, base, found))
+        for mtime, filename, base, found in sorted(arrivals):
+            with contextlib.suppress(FileNotFoundError):
+                size = message_size(self.state.path / found.subdir / filename, base)
+                letters = names.split_name(filename)[1] or ""
+                flags = names.letters_to_flags(letters, keywords)
+                insert_message(self.conn, self.state, base, found.subdir, filename,
+                               MessageMeta(self.state.uidnext, flags, self.modseq, mtime, size))
+                self.used = True
+
+    def finish(self) -> None:
+        if self.used:
+            set_counters(self.conn, self.state, self.modseq)
+
+
+def message_size(path: Path, base: str) -> int:
+    """RFC822.SIZE: from `,W=` in the name, else counted from the file."""
+    _, crlf = names.sizes_in_name(base)
+    return crlf if crlf is not None else names.crlf_size(path.read_bytes())
+
+
+def insert_message(conn: sqlite3.Connection, state: FolderState, base: str, subdir: str,
+                   filename: str, meta: MessageMeta) -> None:
+    """Add a row for a message with UID `meta.uid` (== state.uidnext, which then moves on)."""
+    conn.execute("INSERT INTO messages (folder_id, uid, base, subdir, filename, flags, modseq, "
+                 "internal_date, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (state.id, meta.uid, base, subdir, filename, format_flags(meta.flags),
+                  meta.modseq, meta.internal_date, meta.size))
+    state.put(meta, subdir, filename)
+    state.uidnext = max(state.uidnext, meta.uid + 1)
+
+
+def record_expunged(conn: sqlite3.Connection, state: FolderState, uids: list[int],
+                    modseq: int) -> None:
+    conn.executemany("DELETE FROM messages WHERE folder_id = ? AND uid = ?",
+                     [(state.id, uid) for uid in uids])
+    conn.executemany("DELETE FROM cache WHERE folder_id = ? AND uid = ?",
+                     [(state.id, uid) for uid in uids])
+    conn.executemany("INSERT OR REPLACE INTO expunged (folder_id, uid, modseq) VALUES (?, ?, ?)",
+                     [(state.id, uid, modseq) for uid in uids])
+    for uid in uids:
+        state.drop(uid)
+
+
+def set_counters(conn: sqlite3.Connection, state: FolderState, modseq: int) -> None:
+    """Store UIDNEXT and the new HIGHESTMODSEQ of the folder after a change."""
+    state.highest_modseq = max(state.highest_modseq, modseq)
+    conn.execute("UPDATE folders SET uidnext = ?, highest_modseq = ? WHERE id = ?",
+                 (state.uidnext, state.highest_modseq, state.id))

@@ -1,0 +1,157 @@
+"""Message changes inside one index write transaction: append, flag STORE, copy, remove.
+
+Each function runs with the folder state fresh (see `MaildirAccount._for_write`), changes the
+files first (durably), then the rows, with one new MODSEQ per call (RFC 7162 3.1.1). A crash
+between the file change and the commit is repaired by the next sync, which trusts the files.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+from appliance.storage.mailbox_api import (
+    SYSTEM_FLAGS,
+    FlagOperation,
+    MailboxError,
+    MessageMeta,
+    StoreResult,
+)
+from appliance.storage.maildir import files
+from appliance.storage.maildir import flags as names
+from appliance.storage.maildir.sync import (
+    FolderState,
+    format_flags,
+    insert_message,
+    record_expunged,
+    set_counters,
+)
+
+RECENT = "\\Recent"
+
+
+def clean_flags(flags: frozenset[str]) -> frozenset[str]:
+    """Flags a message may store: no \\Recent (RFC 9051 2.3.2), no unknown system flags.
+
+    Raises:
+        MailboxError: a flag that is not an atom (spaces, controls) or an unknown `\\` flag.
+    """
+    kept = set()
+    for flag in flags:
+        if flag == RECENT:
+            continue
+        bad = not flag or any(c.isspace() or ord(c) < 0x20 or c in '(){%*"]' for c in flag)
+        if bad or (flag.startswith("\\") and flag not in SYSTEM_FLAGS):
+            raise MailboxError(f"invalid flag {flag!r}")
+        kept.add(flag)
+    return frozenset(kept)
+
+
+def append_message(conn: sqlite3.Connection, state: FolderState, temp: Path, base: str,
+                   flags: frozenset[str], internal_date: float) -> int:
+    """Publish a staged file into cur/ with its flags and give it the next UID."""
+    keywords = names.add_keywords(state.path, names.read_keywords(state.path), flags)
+    filename = names.file_name(base, names.flags_to_letters(flags, keywords))
+    files.publish(temp, state.path, filename)
+    modseq = state.highest_modseq + 1
+    size = names.sizes_in_name(base)[1] or 0
+    uid = state.uidnext
+    insert_message(conn, state, base, "cur", filename,
+                   MessageMeta(uid, flags, modseq, internal_date, size))
+    set_counters(conn, state, modseq)
+    return uid
+
+
+def new_flags(old: frozenset[str], operation: FlagOperation,
+              flags: frozenset[str]) -> frozenset[str]:
+    if operation is FlagOperation.ADD:
+        return old | flags
+    if operation is FlagOperation.REMOVE:
+        return old - flags
+    return flags
+
+
+def store(conn: sqlite3.Connection, state: FolderState, uids: Sequence[int],
+          operation: FlagOperation, flags: frozenset[str],
+          unchanged_since: int | None) -> StoreResult:
+    """STORE: rename the files first, then the rows (RFC 7162 3.1.3 for UNCHANGEDSINCE)."""
+    keywords = names.add_keywords(state.path, names.read_keywords(state.path), flags)
+    modseq = state.highest_modseq + 1
+    changed: list[MessageMeta] = []
+    refused: list[int] = []
+    for uid in sorted(set(uids)):
+        meta = state.metas.get(uid)
+        if meta is None:
+            continue                      # expunged meanwhile: nothing to change
+        if unchanged_since is not None and meta.modseq > unchanged_since:
+            refused.append(uid)
+            continue
+        wanted = new_flags(meta.flags, operation, flags)
+        if wanted != meta.flags:
+            try:
+                changed.append(_restore(conn, state, meta, wanted, keywords, modseq))
+            except FileNotFoundError:
+                continue        # renamed or removed by another tool: the next sync tells
+    if changed:
+        files.sync_dirs(state.path / "cur")
+        set_counters(conn, state, modseq)
+    return StoreResult(tuple(changed), tuple(refused))
+
+
+def _restore(conn: sqlite3.Connection, state: FolderState, meta: MessageMeta,
+             wanted: frozenset[str], keywords: list[str], modseq: int) -> MessageMeta:
+    subdir, old = state.files[meta.uid]
+    base, letters = names.split_name(old)
+    filename = names.file_name(base, names.flags_to_letters(wanted, keywords, letters or ""))
+    if filename != old or subdir != "cur":
+        files.rename(state.path, subdir, old, filename)
+    new = MessageMeta(meta.uid, wanted, modseq, meta.internal_date, meta.size)
+    conn.execute("UPDATE messages SET subdir = 'cur', filename = ?, flags = ?, modseq = ? "
+                 "WHERE folder_id = ? AND uid = ?",
+                 (filename, format_flags(wanted), modseq, state.id, meta.uid))
+    state.put(new, "cur", filename)
+    return new
+
+
+def copy_messages(conn: sqlite3.Connection, source: FolderState, target: FolderState,
+                  uids: Sequence[int]) -> tuple[list[int], list[int]]:
+    """Link each message into the target's cur/ with its flags; (source UIDs, target UIDs)."""
+    wanted = [uid for uid in sorted(set(uids)) if uid in source.metas]
+    keywords = names.read_keywords(target.path)
+    all_flags = frozenset().union(*(source.metas[uid].flags for uid in wanted))
+    keywords = names.add_keywords(target.path, keywords, all_flags)
+    modseq = target.highest_modseq + 1
+    pairs: list[tuple[int, int]] = []
+    for uid in wanted:
+        meta = source.metas[uid]
+        path = source.file_path(uid)
+        try:
+            base = files.new_base(path.stat().st_size, meta.size)
+            filename = names.file_name(base, names.flags_to_letters(meta.flags, keywords))
+            files.link_copy(path, target.path, filename)
+        except FileNotFoundError:
+            continue            # removed by another tool since the sync: nothing to copy
+        new_uid = target.uidnext
+        insert_message(conn, target, base, "cur", filename,
+                       MessageMeta(new_uid, meta.flags, modseq, meta.internal_date, meta.size))
+        pairs.append((uid, new_uid))
+    if pairs:
+        files.sync_dirs(target.path / "cur")
+        set_counters(conn, target, modseq)
+    return [s for s, _ in pairs], [t for _, t in pairs]
+
+
+def remove_messages(conn: sqlite3.Connection, state: FolderState,
+                    uids: Sequence[int]) -> list[int]:
+    """Unlink the files, fsync, and record the UIDs as expunged (for QRESYNC)."""
+    gone = [uid for uid in sorted(set(uids)) if uid in state.metas]
+    if not gone:
+        return []
+    for uid in gone:
+        files.unlink(state.file_path(uid))
+    files.sync_dirs(*(state.path / state.files[uid][0] for uid in gone))
+    modseq = state.highest_modseq + 1
+    record_expunged(conn, state, gone, modseq)
+    set_counters(conn, state, modseq)
+    return gone

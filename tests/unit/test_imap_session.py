@@ -1,0 +1,223 @@
+"""The IMAP core (ImapSession) against the real Maildir store, without sockets.
+
+A small driver plays the asyncio server's part: it feeds lines through the real Receiver,
+asks the session for a plan and runs it (a LOGIN is accepted as the guard would accept it).
+Socket-level behaviour and real clients are in tests/integration/test_imap_*.py.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from appliance.imap import plan as plans
+from appliance.imap.receiver import NEED_DATA, Command, ContinuationRequest, Receiver
+from appliance.imap.session import ImapConfig, ImapSession
+from appliance.storage.db import open_database
+from appliance.storage.directory import SqliteDirectory
+from appliance.storage.interfaces import Mailbox
+from appliance.storage.maildir.account import MaildirStores
+from appliance.storage.maildir.store import MaildirStore
+
+ADDRESS = "alice@example.test"
+
+
+class CoreClient:
+    """Lines in, the session's answers out, as the server would drive it."""
+
+    def __init__(self, data_dir: Path, stores: MaildirStores, secure: bool = True) -> None:
+        self.session = ImapSession(stores, ImapConfig("mx.example.test", 1_000_000),
+                                   secure=secure, client_ip="192.0.2.1")
+        self.receiver = Receiver()
+        self.greeting = self.session.greeting()
+
+    def send(self, line: str | bytes) -> list[str]:
+        data = line.encode() if isinstance(line, str) else line
+        self.receiver.feed(data + b"\r\n")
+        out: list[bytes] = []
+        while True:
+            event = self.receiver.next_event()
+            if event is NEED_DATA:
+                break
+            if isinstance(event, ContinuationRequest):
+                out.append(b"+ Ready\r\n")
+                continue
+            if not isinstance(event, Command):
+                out.append(event.reply() if hasattr(event, "reply") else repr(event).encode())
+                continue
+            plan = self.session.plan(event)
+            if isinstance(plan, plans.Run):
+                out += list(self.session.run(plan.command))
+            elif isinstance(plan, plans.Login):
+                out.append(self.session.logged_in(plan.tag, ADDRESS))
+            elif isinstance(plan, plans.Reply):
+                out.append(plan.data)
+            elif isinstance(plan, (plans.Logout, plans.StartTls, plans.Idle)):
+                out.append(plan.reply)
+            else:
+                out.append(repr(plan).encode())
+        return b"".join(out).decode("utf-8", "replace").split("\r\n")[:-1]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> tuple[Path, MaildirStores, MaildirStore, Mailbox]:
+    directory = SqliteDirectory(open_database(tmp_path))
+    directory.add_domain("example.test")
+    account = directory.add_account(ADDRESS, "x")
+    mailbox = Mailbox(account.id, ADDRESS, account.maildir)
+    return tmp_path, MaildirStores(tmp_path, directory), MaildirStore(tmp_path), mailbox
+
+
+def deliver(store: MaildirStore, mailbox: Mailbox, subject: str, body: str = "hi") -> None:
+    store.deliver(f"From: Bob <bob@example.test>\nTo: {ADDRESS}\nSubject: {subject}\n"
+                  f"Message-ID: <{subject.replace(' ', '.')}@example.test>\n\n{body}\n"
+                  .encode(), [mailbox])
+
+
+@pytest.fixture
+def client(world: tuple[Path, MaildirStores, MaildirStore, Mailbox]) -> CoreClient:
+    data_dir, stores, store, mailbox = world
+    for n in range(1, 4):
+        deliver(store, mailbox, f"message {n}", f"body number {n}")
+    c = CoreClient(data_dir, stores)
+    assert c.send("a LOGIN alice@example.test secret")[-1].startswith("a OK")
+    return c
+
+
+def test_login_refused_before_tls(world: tuple[Path, MaildirStores, MaildirStore, Mailbox]
+                                  ) -> None:
+    data_dir, stores, _store, _mailbox = world
+    c = CoreClient(data_dir, stores, secure=False)
+    assert b"LOGINDISABLED" in c.greeting
+    assert b"STARTTLS" in c.greeting
+    assert c.send("a LOGIN alice@example.test x") == [
+        "a NO [PRIVACYREQUIRED] Log in only after STARTTLS (or on the TLS port)"]
+    assert c.send("b SELECT INBOX")[0].startswith("b BAD")
+
+
+def test_select_reports_the_mailbox(client: CoreClient) -> None:
+    lines = client.send("s SELECT INBOX")
+    assert "* 3 EXISTS" in lines
+    assert "* 3 RECENT" in lines
+    assert "* OK [UNSEEN 1] First unseen" in lines
+    assert any(re.fullmatch(r"\* OK \[UIDVALIDITY \d+\] .*", line) for line in lines)
+    assert "* OK [UIDNEXT 4] Predicted next UID" in lines
+    assert lines[-1] == "s OK [READ-WRITE] SELECT completed"
+
+
+def test_fetch_store_search_expunge(client: CoreClient) -> None:
+    client.send("s SELECT INBOX")
+    lines = client.send("f FETCH 1:* (UID FLAGS RFC822.SIZE)")
+    assert lines[0].startswith("* 1 FETCH (UID 1 FLAGS (\\Recent) RFC822.SIZE ")
+    assert lines[-1] == "f OK FETCH completed"
+    assert client.send("t STORE 2 +FLAGS (\\Deleted \\Seen)") == [
+        "* 2 FETCH (FLAGS (\\Deleted \\Seen \\Recent))", "t OK STORE completed"]
+    assert client.send("u UID SEARCH DELETED") == ["* SEARCH 2", "u OK SEARCH completed"]
+    assert client.send('v SEARCH SUBJECT "message 3"') == ["* SEARCH 3",
+                                                           "v OK SEARCH completed"]
+    assert client.send("w EXPUNGE") == ["* 2 EXPUNGE", "w OK EXPUNGE completed"]
+    assert client.send("x UID FETCH 3 (FLAGS)")[0] == "* 2 FETCH (UID 3 FLAGS (\\Recent))"
+
+
+def test_body_fetch_sets_seen_unless_peek(client: CoreClient) -> None:
+    client.send("s SELECT INBOX")
+    peek = client.send("p FETCH 1 BODY.PEEK[HEADER.FIELDS (SUBJECT)]")
+    assert peek[0] == "* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {22}"
+    assert peek[1] == "Subject: message 1"
+    assert "\\Seen" not in "".join(peek)
+    full = client.send("q FETCH 1 BODY[TEXT]")
+    assert "body number 1" in full
+    assert full[-2].endswith("FLAGS (\\Seen \\Recent))")
+
+
+def test_copy_move_and_trycreate(client: CoreClient) -> None:
+    client.send("s SELECT INBOX")
+    copied = client.send("c COPY 1:2 Archive")
+    assert re.fullmatch(r"c OK \[COPYUID \d+ 1:2 1:2\] COPY completed", copied[-1])
+    moved = client.send("m UID MOVE 3 Trash")
+    assert re.fullmatch(r"\* OK \[COPYUID \d+ 3 1\] Moved", moved[0])
+    assert moved[1:] == ["* 3 EXPUNGE", "m OK MOVE completed"]
+    assert client.send("n COPY 1 Nowhere") == [
+        "n NO [TRYCREATE] Mailbox does not exist; create it first"]
+    assert client.send("o STATUS Archive (MESSAGES UIDNEXT UNSEEN)") == [
+        "* STATUS Archive (MESSAGES 2 UIDNEXT 3 UNSEEN 2)", "o OK STATUS completed"]
+
+
+def test_mailbox_management_errors(client: CoreClient) -> None:
+    assert client.send("a CREATE Projects/2026") == ["a OK CREATE completed"]
+    assert client.send("b CREATE Projects/2026") == [
+        "b NO [ALREADYEXISTS] Mailbox already exists"]
+    assert client.send("c SELECT Missing")[-1].startswith("c NO [NONEXISTENT]")
+    assert client.send("d DELETE INBOX")[-1].startswith("d NO [CANNOT]")
+    listed = client.send('e LIST "" "Projects/*"')
+    assert listed == ['* LIST (\\HasNoChildren) "/" Projects/2026', "e OK LIST completed"]
+    assert client.send("f RENAME Projects/2026 Archive/2026") == ["f OK RENAME completed"]
+    assert client.send('g LIST "" "%"')[-1] == "g OK LIST completed"
+    assert client.send("h FETCH 1 FLAGS")[0].startswith("h BAD")    # nothing selected
+
+
+def test_append_gives_appenduid_and_wakes_the_selected_view(client: CoreClient) -> None:
+    client.send("s SELECT INBOX")
+    message = b"Subject: appended\r\n\r\nhello\r\n"
+    first = client.send(b"a APPEND INBOX (\\Seen) {%d}" % len(message))
+    assert first == ["+ Ready"]
+    done = client.send(message)       # the literal, then the CRLF that ends the command
+    assert "* 4 EXISTS" in done
+    assert re.fullmatch(r"a OK \[APPENDUID \d+ 4\] APPEND completed", done[-1])
+    assert client.send("b FETCH 4 (FLAGS)")[0] == "* 4 FETCH (FLAGS (\\Seen \\Recent))"
+
+
+def test_changes_by_another_session_arrive_as_untagged_updates(
+        world: tuple[Path, MaildirStores, MaildirStore, Mailbox]) -> None:
+    data_dir, stores, store, mailbox = world
+    deliver(store, mailbox, "one")
+    first, second = CoreClient(data_dir, stores), CoreClient(data_dir, stores)
+    for c in (first, second):
+        c.send("a LOGIN alice@example.test x")
+        c.send("s SELECT INBOX")
+    second.send("t STORE 1 +FLAGS (\\Flagged)")
+    deliver(store, mailbox, "two")
+    updates = first.send("n NOOP")
+    assert "* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent))" in updates
+    assert "* 2 EXISTS" in updates
+    second.send("u STORE 1 +FLAGS (\\Deleted)")
+    second.send("v EXPUNGE")
+    # Not during FETCH (RFC 9051 7.5.1), then at the next NOOP.
+    assert "* 1 EXPUNGE" not in first.send("f FETCH 1:* (FLAGS)")
+    assert "* 1 EXPUNGE" in first.send("g NOOP")
+
+
+def test_condstore_and_qresync(client: CoreClient) -> None:
+    assert client.send("e ENABLE QRESYNC") == ["* ENABLED QRESYNC", "e OK ENABLE completed"]
+    lines = client.send("s SELECT INBOX")
+    highest = int(next(re.search(r"HIGHESTMODSEQ (\d+)", line).group(1)  # type: ignore[union-attr]
+                       for line in lines if "HIGHESTMODSEQ" in line))
+    stored = client.send(f"t STORE 1 (UNCHANGEDSINCE {highest}) +FLAGS (\\Seen)")
+    assert re.fullmatch(r"\* 1 FETCH \(FLAGS \(\\Seen \\Recent\) MODSEQ \(\d+\)\)", stored[0])
+    stale = client.send(f"u STORE 1 (UNCHANGEDSINCE {highest}) +FLAGS (\\Flagged)")
+    assert stale[-1] == "u OK [MODIFIED 1] Some messages were modified since UNCHANGEDSINCE"
+    changed = client.send(f"f FETCH 1:* (FLAGS) (CHANGEDSINCE {highest})")
+    assert len(changed) == 2
+    assert changed[0].startswith("* 1 FETCH (FLAGS (\\Seen \\Recent) MODSEQ (")
+    client.send("x STORE 2 +FLAGS (\\Deleted)")
+    client.send("y EXPUNGE")
+    assert client.send(f"v UID FETCH 1:* (FLAGS) (CHANGEDSINCE {highest} VANISHED)")[0] == (
+        "* VANISHED (EARLIER) 2")
+
+
+def test_esearch_and_saved_results(client: CoreClient) -> None:
+    client.send("s SELECT INBOX")
+    assert client.send("a UID SEARCH RETURN (MIN MAX COUNT) ALL") == [
+        '* ESEARCH (TAG "a") UID MIN 1 MAX 3 COUNT 3', "a OK SEARCH completed"]
+    client.send('b SEARCH RETURN (SAVE) SUBJECT "message 2"')
+    assert client.send("c FETCH $ (UID)") == ["* 2 FETCH (UID 2)", "c OK FETCH completed"]
+
+
+def test_quota_and_namespace(client: CoreClient) -> None:
+    assert client.send("a NAMESPACE") == ['* NAMESPACE (("" "/")) NIL NIL',
+                                          "a OK NAMESPACE completed"]
+    assert client.send("b GETQUOTAROOT INBOX") == ["* QUOTAROOT INBOX",
+                                                   "b OK GETQUOTAROOT completed"]
+    assert client.send('c SETQUOTA "" (STORAGE 10)')[0].startswith("c NO [NOPERM]")
