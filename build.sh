@@ -15,7 +15,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VENV=$ROOT/.venv
 PY=$VENV/bin/python
 DEV_DATA=$ROOT/var
-TEST_DEBS=(swaks libnet-ssleay-perl knot)   # swaks (+ its STARTTLS), Knot DNS for test zones
+TEST_DEBS=(swaks libnet-ssleay-perl knot curl isync)   # swaks (+ its STARTTLS), Knot DNS for test zones, IMAP clients (curl, mbsync)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
@@ -81,6 +81,7 @@ cmd_run() {
 Mailstead dev engine (data in ./var/, settings in ./var/mailstead.toml)
   SMTP MX     127.0.0.1:2525  (STARTTLS with a self-signed certificate)
   submission  127.0.0.1:5870 (STARTTLS) and 127.0.0.1:4650 (TLS), AUTH PLAIN/LOGIN
+  IMAP        127.0.0.1:1430 (STARTTLS) and 127.0.0.1:9930 (TLS), LOGIN or AUTHENTICATE
   queue       ./.venv/bin/mailstead queue list
   accounts    ./.venv/bin/mailstead account list   (domain example.test)
 

@@ -7,13 +7,13 @@ later.
 
 Processes (`engine.workers`, workers.py): one engine process, or N worker processes under
 a supervisor. Exactly one process, the primary (slot 0), runs what must exist once: the
-queue runner with its spool recovery, the control socket, the submission listeners (their
-login guard counts failures in memory) and the stale-file sweep; it also runs an MX
-listener. Slots 1..N-1 run only an MX listener, sharing the port with SO_REUSEPORT: the MX
-is where the CPU goes (parsing, checks), and MX sessions share nothing but the database
-and the spool, which are safe across processes. They start only after the primary's
-spool recovery, which must not race with other processes queueing. Connection limits
-(`limits.max_connections*`) count per process.
+queue runner with its spool recovery, the control socket, the submission, POP3 and IMAP
+listeners (their login guard counts failures in memory) and the stale-file sweep; it also
+runs an MX listener. Slots 1..N-1 run only an MX listener, sharing the port with
+SO_REUSEPORT: the MX is where the CPU goes (parsing, checks), and MX sessions share nothing
+but the database and the spool, which are safe across processes. They start only after
+the primary's spool recovery, which must not race with other processes queueing.
+Connection limits (`limits.max_connections*`) count per process.
 """
 
 from __future__ import annotations
@@ -27,12 +27,15 @@ from dataclasses import dataclass, field
 
 from appliance.auth.guard import LoginGuard
 from appliance.core import log
+from appliance.imap.server import start_imap
 from appliance.outbound.service import (
     QueueService,
     build_deliverer,
     space_guard,
     start_queue_runner,
 )
+from appliance.pop3.server import build_backend as build_pop3_backend
+from appliance.pop3.server import build_stores, start_pop3
 from appliance.settings import Settings
 from appliance.smtp import replies
 from appliance.smtp.connections import ConnectionTracker, Listener
@@ -71,6 +74,7 @@ class _Running:
     queue: QueueService | None = None
     guard: LoginGuard | None = None
     tasks: list[asyncio.Future[object]] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)   # after the listeners
 
     async def stop(self, grace: float) -> None:
         await shutdown(self.listeners, grace)
@@ -78,6 +82,8 @@ class _Running:
             await self.queue.stop(grace)
         if self.guard is not None:
             self.guard.close()
+        for close in self.closers:
+            close()
 
 
 async def start_mx(settings: Settings, executor: ThreadPoolExecutor,
@@ -156,12 +162,16 @@ async def _start_primary(settings: Settings, executor: ThreadPoolExecutor,
     guard = build_login_guard(settings)
     tls = server_context(settings.data_path("tls.cert_file"),
                          settings.data_path("tls.key_file"))
+    stores = build_stores(settings)
+    pop3 = build_pop3_backend(settings, executor, guard, stores)
     listeners = [await start_mx(settings, executor, role.reuse_port),
-                 *await start_submission(settings, executor, guard, tls)]
+                 *await start_submission(settings, executor, guard, tls),
+                 *await start_pop3(settings, pop3, tls),
+                 *await start_imap(settings, executor, guard, stores, tls)]
     loop = asyncio.get_running_loop()
     sweep = loop.run_in_executor(executor, sweep_stale_temps, settings.data_dir / "mail")
     sweep.add_done_callback(_log_sweep)
-    return _Running(listeners, queue, guard)
+    return _Running(listeners, queue, guard, closers=[stores.close])
 
 
 async def _watch(supervisor: int, stop: asyncio.Event) -> None:

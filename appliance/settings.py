@@ -115,7 +115,7 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("engine", "workers", int, 0,
             "Engine processes: 1 runs everything in one process; N > 1 runs N workers that "
             "share the MX port (SO_REUSEPORT) under a supervisor, the first of which also "
-            "runs submission, the queue and the control socket; 0 means one per CPU. "
+            "runs submission, POP3, the queue and the control socket; 0 means one per CPU. "
             "Connection limits count per worker.", 0, 64),
     Setting("engine", "pin_workers", bool, True,
             "With more than one worker, run worker N on the N-th CPU only (round robin): its "
@@ -162,6 +162,48 @@ SCHEMA: tuple[Setting, ...] = (
             "`450 4.7.1`.", 1, 1_000_000),
     Setting("submission", "rate_limit_window", int, 3600,
             "Seconds of the sliding window for `submission.rate_limit_messages`.", 1, 604_800),
+    # -- POP3 (pop3/server.py, pop3/state.py) ---------------------------------------------
+    Setting("pop3", "login_timeout", int, 60,
+            "Seconds a POP3 client may stay silent before it has logged in.", 1, 3600),
+    Setting("pop3", "idle_timeout", int, 600,
+            "Seconds a logged-in POP3 client may stay silent (RFC 1939 3: the autologout "
+            "timer is at least 10 minutes).", 600, 86_400),
+    Setting("pop3", "max_connections", int, 1000,
+            "Simultaneous POP3 connections in all (both ports).", 1, 100_000),
+    Setting("pop3", "max_connections_per_ip", int, 50,
+            "Simultaneous POP3 connections from one client address (an office behind one "
+            "NAT address polls with many).", 1, 100_000),
+    Setting("pop3", "max_bad_commands", int, 10,
+            "Unknown, misplaced, malformed or overlong commands before a POP3 session is "
+            "closed.", 1, 1000),
+    Setting("pop3", "max_login_failures", int, 3,
+            "Failed logins in one POP3 session before it is closed (the login guard's "
+            "lockouts count across sessions).", 1, 100),
+    # -- IMAP (imap/server.py; the core's limits in imap/receiver.py) ---------------------
+    Setting("imap", "login_timeout", int, 60,
+            "Seconds an IMAP client has to send each whole command before it has logged in "
+            "(trickling octets does not extend it).", 1, 3600),
+    Setting("imap", "autologout", int, 1800,
+            "Seconds a logged-in IMAP client may stay silent, IDLE included (RFC 9051 5.4: "
+            "the autologout timer is at least 30 minutes).", 1800, 86_400),
+    Setting("imap", "max_line_length", int, 64 * KIB,
+            "Longest IMAP command text in octets, literals excluded; longer commands get "
+            "BAD and the session goes on (RFC 7162 4 asks for at least 8192).",
+            8 * KIB, 16 * MIB),
+    Setting("imap", "max_append", int, 0,
+            "Largest literal and APPEND message in octets (advertised as APPENDLIMIT, "
+            "RFC 7889); `0` means `limits.max_message_size`.", 0, 1024 * MIB),
+    Setting("imap", "max_connections", int, 2000,
+            "Simultaneous IMAP connections in all (both ports).", 1, 100_000),
+    Setting("imap", "max_connections_per_ip", int, 100,
+            "Simultaneous IMAP connections from one client address (mail clients open "
+            "several per account, and an office shares one NAT address).", 1, 100_000),
+    Setting("imap", "max_connections_per_account", int, 20,
+            "Simultaneous logged-in IMAP connections of one account; more logins get "
+            "`NO [LIMIT]`.", 1, 10_000),
+    Setting("imap", "max_bad_commands", int, 20,
+            "Consecutive IMAP commands answered BAD before the session is closed with BYE.",
+            1, 1000),
     # -- outbound delivery: one attempt to one destination (outbound/transport.py) --------
     Setting("outbound", "port", int, 25,
             "TCP port of remote MX hosts (25; tests point it at a high port).", 1, 65535),

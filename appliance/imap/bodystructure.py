@@ -1,12 +1,16 @@
 """FETCH BODY and BODYSTRUCTURE (RFC 9051 7.5.2 / RFC 3501 7.4.2) from a parsed part tree.
 
 Built as `wire.Value`s; render with `mime_render.render` (the parts of a multipart are an
-`Adjacent` run). Where the RFC leaves room, we write what Dovecot
-writes (compared in tests/integration/test_imap_mime_oracle.py):
+`Adjacent` run). Where the RFC leaves room, we write what Dovecot writes (compared in
+tests/integration/test_imap_mime_oracle.py):
 
 - text parts without a charset get `("charset" "us-ascii")` (RFC 2045 5.2 default);
 - a missing Content-Transfer-Encoding is "7bit" (RFC 2045 6.1);
 - RFC 2231 parameters are merged but not decoded (`mime_tokens.merge_rfc2231`);
+- of repeated Content-* fields the first counts (for Transfer-Encoding and Language the
+  first that parses; a Disposition without parameters gives way to a later one);
+- a broken Content-Type shows as "" "" (a lone "text" as "text" ""), a part nested too
+  deep as application/octet-stream;
 - a multipart without any part (no boundary, or a boundary never found) shows one empty
   text/plain part, since the grammar needs at least one (RFC 9051 9 "body-type-mpart");
 - sizes are octets of the body with CRLF line ends; lines count line ends in the body.
@@ -52,6 +56,32 @@ def _value(part: Part, name: bytes) -> bytes | None:
     return None if item is None else item.value
 
 
+def _values(part: Part, name: bytes) -> list[bytes]:
+    """Every value of a Content-* field, in order (none unless the part is MIME)."""
+    if not part.is_mime:
+        return []
+    return [item.value for item in part.fields if item.is_named(name)]
+
+
+def _language(part: Part) -> list[bytes] | None:
+    """The first Content-Language that has any tag (Dovecot skips empty ones)."""
+    for value in _values(part, b"content-language"):
+        tags = parse_language(value)
+        if tags:
+            return tags
+    return None
+
+
+def _disposition(part: Part) -> tuple[bytes, _Params] | None:
+    """Content-Disposition; like Dovecot, a later field replaces one without parameters."""
+    found: tuple[bytes, _Params] | None = None
+    for value in _values(part, b"content-disposition"):
+        found = parse_disposition(value)
+        if found[1]:
+            break
+    return found
+
+
 def part_data(part: Part) -> PartData:
     """The Content-* fields of `part` (first of each wins; none unless it is MIME)."""
     mime_type = subtype = None
@@ -61,16 +91,14 @@ def part_data(part: Part) -> PartData:
         ctype = parse_content_type(ctype_value)
         mime_type, subtype = ctype.main, ctype.sub
         params = ctype.params
-    language = _value(part, b"content-language")
-    disposition = _value(part, b"content-disposition")
     return PartData(
         mime_type=mime_type, subtype=subtype, params=params,
         content_id=_nolf(_value(part, b"content-id")),
         description=_nolf(_value(part, b"content-description")),
         encoding=part.transfer_encoding,
         md5=_nolf(_value(part, b"content-md5")),
-        disposition=None if disposition is None else parse_disposition(disposition),
-        language=(parse_language(language) or None) if language is not None else None,
+        disposition=_disposition(part),
+        language=_language(part),
         location=_nolf(_value(part, b"content-location")),
     )
 

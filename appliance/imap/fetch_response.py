@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from appliance.imap import mime_render, wire
 from appliance.imap import sections as sec
-from appliance.imap import wire
 from appliance.imap.bodystructure import structure
 from appliance.imap.envelope import envelope_from_fields
 from appliance.imap.fetch_items import FetchAttribute, FetchKind, Section
@@ -116,7 +116,7 @@ def _cached_structure(kind: FetchKind, source: MessageSource) -> bytes:
         value: wire.Value = envelope_from_fields(source.root.fields)
     else:
         value = structure(source.root, extended=kind is FetchKind.BODYSTRUCTURE)
-    rendered = wire.render(value)
+    rendered = mime_render.render(value)      # no space between adjacent addresses/parts
     source.put_cached(key, rendered.decode("utf-8", "surrogateescape"))
     return rendered
 
@@ -129,7 +129,11 @@ def _section(section: Section | None) -> sec.Section:
 
 
 def _body_section(attribute: FetchAttribute, source: MessageSource) -> bytes:
-    data = sec.section_bytes(source.root, _section(attribute.section))
+    section = attribute.section
+    if section is None or (not section.part and section.text is None):
+        data: bytes | None = source.content          # BODY[]: no need to parse it
+    else:
+        data = sec.section_bytes(source.root, _section(section))
     name = attribute.response_name().encode()
     if data is None:
         data = b""          # RFC 9051 6.4.5: a section that does not exist is empty

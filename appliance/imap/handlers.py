@@ -19,7 +19,7 @@ from appliance.imap import responses as r
 from appliance.imap.commands import any_state as a
 from appliance.imap.commands import mailboxes as m
 from appliance.imap.commands import messages as s
-from appliance.imap.commands.base import ImapCommand
+from appliance.imap.commands.base import CommandError, ImapCommand
 from appliance.imap.formats import render_flags
 from appliance.imap.selected import Exists, Expunge, FlagsChanged, Recent, Update, Vanished
 from appliance.storage.mailbox_api import MailboxError, NoSuchFolderError
@@ -59,6 +59,8 @@ def dispatch_command(session: ImapSession, command: ImapCommand) -> Iterator[byt
                 tagged = chunk          # hold the tagged reply until the updates are out
             else:
                 yield chunk
+    except CommandError as err:         # found out while running, e.g. a bad seq-number
+        tagged = CommandError(command.tag, err.text, err.status, err.code).reply()
     except NoSuchFolderError as err:
         code = "TRYCREATE" if isinstance(command, (m.Append, s.Copy)) else err.code
         tagged = r.tagged_no(command.tag, r.TRY_CREATE if code == "TRYCREATE"

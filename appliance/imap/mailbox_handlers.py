@@ -52,7 +52,8 @@ def capability(session: ImapSession, command: a.Capability) -> Iterator[bytes]:
 
 
 def noop(session: ImapSession, command: a.Noop) -> Iterator[bytes]:
-    yield r.tagged_ok(command.tag, r.DONE)
+    """NOOP and CHECK: nothing to do but the updates every command ends with."""
+    yield r.tagged_ok(command.tag, f"{type(command).__name__.upper()} {r.DONE}")
 
 
 def identify(session: ImapSession, command: a.Id) -> Iterator[bytes]:
@@ -204,6 +205,8 @@ def list_mailboxes(session: ImapSession, command: m.ListMailboxes) -> Iterator[b
 
 
 def _attributes(folder: FolderInfo, command: m.ListMailboxes, options: set[str]) -> list[str]:
+    if command.lsub:
+        return []           # LSUB shows only \Noselect, for what no longer exists
     attributes = ["\\HasChildren" if folder.has_children else "\\HasNoChildren"]
     if folder.subscribed and ("SUBSCRIBED" in options or command.lsub):
         attributes.append("\\Subscribed")

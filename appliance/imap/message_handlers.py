@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from appliance.imap import responses as r
 from appliance.imap.commands import messages as s
+from appliance.imap.commands.base import CommandError
 from appliance.imap.fetch_items import FetchAttribute, FetchKind
 from appliance.imap.fetch_response import FetchItemError, MessageSource, fetch_line, needs_content
 from appliance.imap.formats import internal_date, render_flags
@@ -17,7 +18,7 @@ from appliance.imap.search_eval import SearchContext, esearch_data, saved_result
 from appliance.imap.search_eval import search as run_search
 from appliance.imap.search_view import views
 from appliance.imap.selected import SelectedMailbox
-from appliance.imap.sequence_set import NumberSet, SequenceSet
+from appliance.imap.sequence_set import STAR, NumberSet, SequenceSet
 from appliance.imap.state import State
 from appliance.storage.mailbox_api import AccountMail, FlagOperation, MessageMeta
 
@@ -45,15 +46,25 @@ def resolve_seqs(session: ImapSession, numbers: SequenceSet, uid: bool) -> list[
     view = session.selected
     assert view is not None
     saved = session.saved if isinstance(session.saved, NumberSet) else None
-    if uid:
+    if uid or numbers.saved:        # "$" holds UIDs whichever form uses it (RFC 5182)
         highest = view.uids[-1] if view.uids else 0
         wanted = numbers.resolve(highest, saved)
         if len(wanted) >= view.exists:      # most of the mailbox: test each UID
             return [seq for seq, u in enumerate(view.uids, start=1) if u in wanted]
         return [seq for seq in (view.seq_of(u) for u in wanted.select(view.uids))
                 if seq is not None]
+    _check_sequence_numbers(numbers, view.exists)
     wanted = numbers.resolve(view.exists, saved)
     return list(wanted.clip(view.exists))
+
+
+def _check_sequence_numbers(numbers: SequenceSet, exists: int) -> None:
+    """RFC 9051 9 (seq-number): a message sequence number above the number of messages,
+    or "*" in an empty mailbox, is a client error (BAD), as Dovecot answers too."""
+    for low, high in numbers.ranges:
+        for value in (low, high):
+            if value > exists or (value == STAR and exists == 0):
+                raise CommandError(None, r.BAD_SEQUENCE)
 
 
 # -- FETCH -----------------------------------------------------------------------------------

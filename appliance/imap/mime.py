@@ -15,7 +15,8 @@ part numbers agree with Dovecot's (our oracle, tests/integration/test_imap_mime_
   or inside a multipart);
 - nesting is limited to `MAX_NESTING` levels and `MAX_PARTS` parts (Dovecot's
   max_nested_mime_parts and max_total_mime_parts): a multipart or message/rfc822 deeper
-  than that is not opened and its body stays one leaf part.
+  than that is not opened and its body stays one leaf part, which BODYSTRUCTURE shows as
+  application/octet-stream, as Dovecot does.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ TEXT, MULTIPART, MESSAGE, OTHER = "text", "multipart", "message", "other"
 @dataclass(eq=False)
 class Field:
     """One header field. `value` is what follows the colon with leading white space
-    skipped and continuation lines joined by LF (CRs dropped); `start`/`end` cover the
-    raw field including its final line end."""
+    skipped and continuation lines joined by LF (their CRLFs dropped); `start`/`end`
+    cover the raw field including its final line end."""
 
     name: bytes
     value: bytes
@@ -173,8 +174,14 @@ class _Parser:
             content_end = lf - 1 if 0 <= pos < lf and data[lf - 1] == 0x0D else (
                 size if lf < 0 else lf)
             if lf >= 0 and content_end == pos:  # the empty line ends the header
-                part.header_end = part.body_offset = nxt
                 _unfold_into(fields, folded)
+                if self.boundaries and data.startswith(b"--", nxt) and self._eoh_cut(part, nxt):
+                    # an enclosing boundary right after: the empty line is the CRLF that
+                    # belongs to it (Dovecot), so the header ends before it
+                    part.header_end = part.body_offset = pos
+                    part.cut = True
+                    return nxt, True
+                part.header_end = part.body_offset = nxt
                 return nxt, False
             line = data[pos:content_end]
             if line[:1] in (b" ", b"\t") and fields:
@@ -188,6 +195,18 @@ class _Parser:
         part.header_end = part.body_offset = size
         _unfold_into(fields, folded)
         return size, False
+
+    def _eoh_cut(self, part: Part, pos: int) -> bool:
+        """Whether the boundary line right after the empty line is an enclosing one. The
+        part's own boundary counts first (Dovecot pushes it at the end of the header)."""
+        self._classify(part)
+        own = self._own_boundary(part)
+        if own is not None:
+            self.boundaries.append(_Boundary(own, part))
+        cuts = self._cuts(part, pos)
+        if own is not None:
+            self.boundaries.pop()
+        return cuts
 
     def _cuts(self, part: Part, pos: int) -> bool:
         """Whether the line at `pos` is a boundary of an enclosing part."""
@@ -246,7 +265,7 @@ class _Parser:
                 self._classify(part)
                 child = self._open(part, pos, cut)
                 if child is not None:
-                    part = child
+                    part, pos = child, child.offset
                     continue
             part, pos, in_header = self._body(part, pos)
 
@@ -254,18 +273,27 @@ class _Parser:
         """Start the body of `part`: push its boundary or enter its message/rfc822."""
         too_deep = part.depth + 1 >= MAX_NESTING
         if part.kind == MULTIPART:
-            boundary = part.content_type.param(b"boundary") if part.content_type else None
-            if boundary is not None and not cut and part.is_mime and not too_deep:
-                self.boundaries.append(_Boundary(boundary[:MAX_BOUNDARY], part))
-            elif boundary is not None and not cut and part.is_mime:
+            boundary = None if cut else self._own_boundary(part)
+            if boundary is not None and not too_deep:
+                self.boundaries.append(_Boundary(boundary, part))
+            elif boundary is not None:
                 part.kind, part.too_deep = OTHER, True   # the body is not split
             return None
         if part.kind == MESSAGE:
             if too_deep or self.total_parts >= MAX_PARTS:
                 part.kind, part.too_deep = OTHER, True
                 return None
-            return self._child(part, pos, in_multipart=False)
+            # a part cut short by a boundary has an empty body: the message is empty there
+            return self._child(part, part.body_offset if part.cut else pos, in_multipart=False)
         return None
+
+    @staticmethod
+    def _own_boundary(part: Part) -> bytes | None:
+        """The boundary a multipart part opens (RFC 2046 5.1.1), truncated like Dovecot."""
+        if part.kind != MULTIPART or not part.is_mime or part.content_type is None:
+            return None
+        boundary = part.content_type.param(b"boundary")
+        return None if boundary is None else boundary[:MAX_BOUNDARY]
 
     def _child(self, parent: Part, pos: int, in_multipart: bool) -> Part:
         child = Part(offset=pos, depth=parent.depth + 1, parent=parent,

@@ -19,7 +19,7 @@ _ATOM_STOP = frozenset(b'()<>[]:;@\\,."') | frozenset(range(0x21)) | frozenset({
 _LWSP = frozenset(b" \t\r\n")
 _TOKEN_RE = re.compile(rb"[^()<>@,;:\\\"/\[\]?=\x00-\x20\x7f]+")
 _ATOM_RE = re.compile(rb"[^()<>\[\]:;@\\,.\"\x00-\x20\x7f]+")
-_MAX_COMMENT_DEPTH = 100
+_RAW_WORD = re.compile(rb"[^; \t\r\n]*")
 
 
 class Lexer:
@@ -74,6 +74,13 @@ class Lexer:
         self.pos = match.end()
         return match.group()
 
+    def raw_word(self) -> bytes:
+        """Everything up to the next `;` or white space."""
+        match = _RAW_WORD.match(self.data, self.pos)
+        assert match is not None
+        self.pos = match.end()
+        return match.group()
+
     def atom(self) -> bytes:
         match = _ATOM_RE.match(self.data, self.pos)
         if match is None:
@@ -81,9 +88,9 @@ class Lexer:
         self.pos = match.end()
         return match.group()
 
-    def quoted_string(self) -> bytes:
+    def quoted_string(self) -> bytes | None:
         """RFC 5322 3.2.4 quoted-string at the cursor (which is on the DQUOTE), unquoted;
-        folding CRLFs inside are dropped. An unterminated string runs to the end."""
+        folding CRLFs inside are dropped. None when it is not terminated."""
         out = bytearray()
         data, end = self.data, len(self.data)
         self.pos += 1
@@ -98,7 +105,7 @@ class Lexer:
             elif byte in (0x0D, 0x0A):
                 continue
             out.append(byte)
-        return bytes(out)
+        return None
 
 
 @dataclass(frozen=True)
@@ -163,43 +170,44 @@ def parse_disposition(value: bytes) -> tuple[bytes, tuple[tuple[bytes, bytes], .
     return token, parse_params(lex)
 
 
-def _param(lex: Lexer) -> tuple[bytes, bytes] | bool | None:
-    """One `; key=value`: the pair, None at the end, False when broken."""
+_END, _BROKEN = "end", "broken"
+
+
+def _param(lex: Lexer) -> tuple[bytes, bytes] | str:
+    """One `; key=value` (RFC 2045 5.1): the pair, or _END, or _BROKEN."""
     if not lex.skip_cfws():
-        return None
+        return _END
     if lex.peek() != 0x3B:  # ";"
-        return False
+        return _BROKEN
     lex.pos += 1
     if not lex.skip_cfws():
-        return False
+        return _BROKEN
     key = lex.mime_token()
     if not key or not lex.skip_cfws() or lex.peek() != 0x3D:  # "="
-        return False
+        return _BROKEN
     lex.pos += 1
     if not lex.skip_cfws():
-        return False
+        return _BROKEN
     if lex.peek() == 0x22:
-        return key, lex.quoted_string()
-    token = lex.mime_token()
-    if not token:
-        return False
-    return key, token
+        value = lex.quoted_string()
+    elif lex.data.startswith(b"=?", lex.pos):
+        value = lex.raw_word()     # name==?utf-8?B?...?= : Dovecot takes it as it is
+    else:
+        value = lex.mime_token() or None
+    return _BROKEN if value is None else (key, value)
 
 
 def parse_params(lex: Lexer) -> tuple[tuple[bytes, bytes], ...]:
-    """The `*(";" parameter)` list, RFC 2231 continuations merged (see `merge_rfc2231`)."""
+    """The `*(";" parameter)` list, RFC 2231 continuations merged (see `merge_rfc2231`).
+    A broken parameter is skipped one byte at a time, as Dovecot does."""
     plain: list[tuple[bytes, bytes]] = []
-    while True:
-        item = _param(lex)
-        if item is None:
+    while (item := _param(lex)) != _END:
+        if isinstance(item, tuple):
+            plain.append(item)
+        elif lex.at_end:
             break
-        if item is False:
-            if lex.at_end:
-                break
-            lex.pos += 1  # try to continue past the broken byte, as Dovecot does
-            continue
-        assert isinstance(item, tuple)
-        plain.append(item)
+        else:
+            lex.pos += 1
     return merge_rfc2231(plain)
 
 

@@ -42,6 +42,8 @@ UNKNOWN_CTE = "Unknown Content-Transfer-Encoding"
 NO_SECTION = "No such section"
 UNSUPPORTED_EXT = "Unsupported extension"
 NOT_SELECTED = "No mailbox selected"
+PROTOCOL_ERROR = "Protocol error: cannot find the next command"
+BAD_SEQUENCE = "Invalid message sequence number"
 
 
 # -- lines -----------------------------------------------------------------------------------

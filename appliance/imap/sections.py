@@ -1,10 +1,11 @@
 """BODY[section]<partial> and BINARY[section] / BINARY.SIZE (RFC 9051 6.4.5, RFC 3516).
 
 A `Section` names a part by numbers and what of it to return; `section_bytes` cuts those
-octets out of the message (CRLF line ends), `binary` returns a leaf part's content with its
-Content-Transfer-Encoding undone. Part numbers follow RFC 9051 6.4.5 and Dovecot: a
-non-multipart part has only part 1, and numbers after a message/rfc822 part go into the
-encapsulated message. A part that does not exist gives `None` (the FETCH answers NIL).
+octets out of the message (CRLF line ends); `binary` returns a leaf part's content with its
+Content-Transfer-Encoding undone (and larger parts with every leaf inside converted, as
+Dovecot does). Part numbers follow RFC 9051 6.4.5 and Dovecot: a non-multipart part is its
+own part 1, and numbers after a message/rfc822 part go into the encapsulated message. A
+part that does not exist gives `None` (FETCH sends an empty string for it, as Dovecot does).
 """
 
 from __future__ import annotations
@@ -109,8 +110,11 @@ def partial(data: bytes, start: int, count: int | None = None) -> bytes:
 
 
 def transfer_encoding(part: Part) -> bytes:
-    """The part's Content-Transfer-Encoding, lowercased (7bit when absent or not MIME)."""
+    """The part's Content-Transfer-Encoding, lowercased: 7bit when absent or not MIME, b""
+    (unknown) when every such field is malformed."""
     token = part.transfer_encoding
+    if token is None and part.is_mime and part.get(b"content-transfer-encoding") is not None:
+        return b""          # only malformed ones ("base 64"): unknown, as Dovecot says
     return b"7bit" if token is None else token.lower()
 
 
@@ -154,19 +158,45 @@ def decode_transfer(body: bytes, encoding: bytes) -> bytes:
 
 
 def binary(message: bytes | Part, numbers: tuple[int, ...]) -> bytes | None:
-    """BINARY[numbers] (RFC 3516 4.2): the decoded content of a leaf part; None if there
-    is no such part. UnknownCteError as above; SectionError for a multipart."""
+    """BINARY[numbers] (RFC 3516 4.2); None if there is no such part.
+
+    A leaf gives its decoded content. Like Dovecot, the whole message, a multipart's body
+    and an attached message come with every leaf inside decoded and its
+    Content-Transfer-Encoding field replaced by `binary` (RFC 3516 4.2 lets the server
+    return the part "in binary"). UnknownCteError when some leaf cannot be decoded."""
     root = message if isinstance(message, Part) else parse_message(message)
     part = find_part(root, numbers)
     if part is None:
         return None
-    if part.kind == MULTIPART:
-        raise SectionError("BINARY of a multipart")
     if not numbers:
-        return part.source
-    if part.kind == MESSAGE:
-        return part.body
-    return decode_transfer(part.body, transfer_encoding(part))
+        return _converted(part)
+    return _converted_body(part)
+
+
+def _converted(part: Part) -> bytes:
+    """Header and body of `part` with every leaf below it in binary."""
+    if part.kind in (MULTIPART, MESSAGE) or transfer_encoding(part) in _IDENTITY:
+        return part.header + _converted_body(part)
+    body = decode_transfer(part.body, transfer_encoding(part))
+    source = part.source
+    kept = [source[item.start:item.end] for item in part.fields
+            if not item.is_named(b"content-transfer-encoding")]
+    tail_start = part.fields[-1].end if part.fields else part.offset
+    return (b"".join(kept) + b"Content-Transfer-Encoding: binary\r\n"
+            + source[tail_start:part.header_end] + body)
+
+
+def _converted_body(part: Part) -> bytes:
+    """The body of `part` with its children (if any) converted, the rest as it is."""
+    if part.kind not in (MULTIPART, MESSAGE):
+        return decode_transfer(part.body, transfer_encoding(part))
+    out: list[bytes] = []
+    cursor = part.body_offset
+    for child in part.children:
+        out += [part.source[cursor:child.offset], _converted(child)]
+        cursor = child.end
+    out.append(part.source[cursor:part.end])
+    return b"".join(out)
 
 
 def binary_size(message: bytes | Part, numbers: tuple[int, ...]) -> int | None:

@@ -48,6 +48,7 @@ class ImapSession:
         self.enabled: set[str] = set()            # ENABLEd: CONDSTORE, QRESYNC, UTF8=ACCEPT, ...
         self.condstore = False                    # turned on by ENABLE or any CONDSTORE use
         self.saved: object | None = None          # SEARCHRES `$`
+        self._idle_token: object = None           # AccountMail.changed's token while idling
 
     # -- facts the driver needs --------------------------------------------------------------
 
@@ -136,7 +137,15 @@ class ImapSession:
     # -- IDLE --------------------------------------------------------------------------------
 
     def idle_poll(self) -> bytes:
-        """Untagged updates for what changed since the last look (blocking: in a thread)."""
+        """Untagged updates for what changed since the last look (blocking: in a thread).
+
+        Asks the store's cheap `changed` first: an idle client costs a few stats per poll,
+        not a sync of its folder."""
+        if self.selected is None or self.account is None:
+            return b""
+        changed, self._idle_token = self.account.changed(self.selected.name, self._idle_token)
+        if not changed:
+            return b""
         return b"".join(pending_updates(self, allow_expunge=True))
 
     def idle_done(self, tag: str, bad: bool = False) -> bytes:

@@ -4,6 +4,15 @@
 bounces. It returns only when every copy is fsync'ed, so its caller may answer `250`. The
 queue entry is written first: if the Maildir step then fails, the entry is removed again and
 the caller tempfails the whole message (the client retries; nothing is half-accepted).
+
+Quota (`Mailbox.quota_bytes`): a recipient whose mailbox is full is refused on its own at
+RCPT with `452 4.2.2` (`quota_refusal`, asked by the MX handler), so the sender retries just
+that recipient and the others get the message now. SMTP has one reply for the whole message
+after DATA (RFC 5321 3.3; only LMTP answers per recipient, RFC 2033 4.2), and we have no
+local deferral queue, so a mailbox found full only at DATA (filled since RCPT, or a
+submission recipient) tempfails the whole message before anything is stored or queued: the
+same all-or-nothing transaction as a failed write. An alias counts as full when any of its
+mailboxes is: a partial fan-out would lose that member's copy.
 """
 
 from __future__ import annotations
@@ -13,15 +22,24 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 
 from appliance.core import log
-from appliance.core.errors import MailError
+from appliance.core.errors import DeliveryError, MailError
 from appliance.core.ids import new_queue_id
 from appliance.pipeline.route import Accepted, Route, route
-from appliance.storage.interfaces import MailStore, NewMessage, Queue
+from appliance.smtp import replies
+from appliance.storage.interfaces import Mailbox, MailStore, NewMessage, Queue, Resolution
 
 NULL_SENDERS = ("", "<>")
 
 SpaceCheck = Callable[[int], None]               # raises MailError (452) when the disk is full
 SuccessNotice = Callable[[str, str, str | None, bytes, Sequence[Accepted]], None]
+
+
+def quota_reply(used: int, quota: int, size: int) -> str | None:
+    """The refusal of `size` more octets for a mailbox holding `used` of its `quota` octets
+    (0: no quota), or None when they fit."""
+    if not quota or used + size <= quota:
+        return None
+    return replies.LARGER_THAN_QUOTA if size > quota else replies.MAILBOX_FULL
 
 
 class Deliverer:
@@ -64,7 +82,9 @@ class Deliverer:
             enforce_floor: False for bounces, which must not be lost to the free-space floor.
 
         Raises:
-            MailError: storing failed (nothing was kept) or the disk is below the floor.
+            MailError: storing failed (nothing was kept), the disk is below the floor, or a
+                local mailbox has no room for the message (`452 4.2.2`, see the module
+                docstring).
         """
         queue_id = queue_id or new_queue_id()
         sender = "" if sender in NULL_SENDERS else sender
@@ -80,7 +100,34 @@ class Deliverer:
             self.on_local_success(queue_id, sender, envid, message, plan.delivered_locally)
         return queue_id
 
+    def quota_refusal(self, resolution: Resolution, size: int = 0) -> str | None:
+        """The reply refusing a recipient at RCPT because one of its mailboxes has no room
+        for `size` octets (the SIZE the client announced, or 0: none at all), or None.
+        Blocking (it reads each mailbox's usage): call it from a thread."""
+        for mailbox in resolution.mailboxes:
+            reply = self._quota_reply(mailbox, max(size, 1))
+            if reply is not None:
+                return reply
+        return None
+
+    def _quota_reply(self, mailbox: Mailbox, size: int) -> str | None:
+        if not mailbox.quota_bytes:
+            return None
+        used = self._store.usage_for_delivery(mailbox)
+        reply = quota_reply(used, mailbox.quota_bytes, size)
+        if reply is not None:
+            log.event("deliver.over_quota", mailbox=mailbox.address, used=used,
+                      quota=mailbox.quota_bytes, size=size)
+        return reply
+
+    def _check_quotas(self, mailboxes: Sequence[Mailbox], size: int) -> None:
+        for mailbox in mailboxes:
+            reply = self._quota_reply(mailbox, size)
+            if reply is not None:
+                raise DeliveryError(reply, f"{mailbox.address} is over its quota")
+
     def _store_all(self, envelope: NewMessage, message: bytes, plan: Route) -> None:
+        self._check_quotas(plan.mailboxes, len(message))     # before anything is written
         if plan.remote:
             self._queue.enqueue(envelope, message)
         if not plan.mailboxes:

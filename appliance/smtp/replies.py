@@ -43,6 +43,11 @@ TLS_UNAVAILABLE = "454 4.7.0 TLS not available"
 TLS_ALREADY_ACTIVE = "503 5.5.1 Error: TLS already active"
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please retry"
 INSUFFICIENT_STORAGE = "452 4.3.1 Insufficient system storage, please retry later"
+# A local mailbox over its quota (RFC 3463 X.2.2), temporary so that the sender retries
+# while its owner makes room (Postfix and Dovecot's LMTP answer 452 or 552); a message larger
+# than the whole quota can never fit (X.2.3).
+MAILBOX_FULL = "452 4.2.2 Mailbox full, please retry later"
+LARGER_THAN_QUOTA = "552 5.2.3 Message larger than the recipient's mailbox quota"
 BAD_DSN_PARAMETER = "501 5.5.4 Syntax error in DSN parameters (RFC 3461)"
 TIMEOUT = "421 4.4.2 {hostname} Error: timeout exceeded"
 TOO_MANY_CONNECTIONS = "421 4.3.2 {hostname} Too many connections, try again later"

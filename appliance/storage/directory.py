@@ -292,8 +292,8 @@ class SqliteDirectory:
             return False
         if row["enabled"]:
             account = _account(row)
-            state.mailboxes.setdefault(account.id,
-                                       Mailbox(account.id, account.address, account.maildir))
+            state.mailboxes.setdefault(account.id, Mailbox(account.id, account.address,
+                                                           account.maildir, account.quota_bytes))
         else:
             state.disabled = True
         return True

@@ -25,6 +25,7 @@ class Mailbox:
     account_id: int
     address: str
     maildir: Path          # relative to the data directory
+    quota_bytes: int = 0   # the account's storage quota; 0: none
 
 
 class RecipientStatus(enum.Enum):
@@ -62,6 +63,11 @@ class MailStore(Protocol):
 
     def deliver(self, message: bytes, mailboxes: Sequence[Mailbox]) -> None:
         """Store `message` in every mailbox durably, or raise DeliveryError leaving nothing."""
+        ...
+
+    def usage_for_delivery(self, mailbox: Mailbox) -> int:
+        """Octets the mailbox holds now (for its quota), cheap enough to ask at every RCPT
+        and delivery; mail delivered but not yet seen by IMAP/POP3 counts too."""
         ...
 
 

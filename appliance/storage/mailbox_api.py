@@ -25,7 +25,7 @@ Conventions every implementation keeps:
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -230,8 +230,21 @@ class AccountMail(Protocol):
         """A value the protocols cached for a message (e.g. its BODYSTRUCTURE)."""
         ...
 
+    def get_cached_many(self, name: str, uids: Iterable[int], key: str) -> dict[int, str]:
+        """`get_cached` for many messages in one step (e.g. FETCH 1:* ENVELOPE): uid: value
+        for each of `uids` that has `key` cached; the others are left out. NoSuchFolderError."""
+        ...
+
     def put_cached(self, name: str, uid: int, key: str, value: str) -> None:
         """Cache a derived value; not durable (the cache can always be rebuilt)."""
+        ...
+
+    def headers_many(self, name: str, uids: Iterable[int]) -> dict[int, bytes]:
+        """The raw header block of each of `uids` (for SEARCH on header fields): exactly
+        BODY[HEADER] (RFC 9051 6.4.5), i.e. up to and including the first empty line (the
+        whole message when there is none), CRLF line ends. Expunged UIDs are left out.
+        The store keeps the blocks it read in its cache, so asking again for the same
+        messages reads no message file. NoSuchFolderError."""
         ...
 
     # writing

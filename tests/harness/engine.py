@@ -31,9 +31,21 @@ FAST_ARGON2 = {"auth.argon2_time_cost": 1, "auth.argon2_memory_kib": 8192,
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: the sockets stay bound until all are chosen, so the
+    kernel cannot hand out one port twice (an engine given one port for two listeners
+    would fail to start)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -55,9 +67,14 @@ class EngineProcess:
 
     def __init__(self, data_dir: Path, **settings: Any) -> None:
         self.data_dir = data_dir
-        self.smtp_port = free_port()
-        self.submission_port = free_port()      # STARTTLS, then AUTH (587 on the appliance)
-        self.submissions_port = free_port()     # implicit TLS (465)
+        ports = free_ports(7)
+        self.smtp_port = ports[0]
+        self.submission_port = ports[1]         # STARTTLS, then AUTH (587 on the appliance)
+        self.submissions_port = ports[2]        # implicit TLS (465)
+        self.pop3_port = ports[3]               # POP3 with STLS (110)
+        self.pop3s_port = ports[4]              # POP3 over implicit TLS (995)
+        self.imap_port = ports[5]               # IMAP with STARTTLS (143)
+        self.imaps_port = ports[6]              # IMAP over implicit TLS (993)
         values: dict[str, Any] = {
             "server.hostname": "mx.mailstead.test", "server.dev_mode": True,
             "paths.data_dir": ".", "listen.address": "127.0.0.1",
@@ -66,6 +83,8 @@ class EngineProcess:
             "engine.workers": 1,             # one process; tests about workers set more
             "listen.submission_port": self.submission_port,
             "listen.submissions_port": self.submissions_port,
+            "listen.pop3_port": self.pop3_port, "listen.pop3s_port": self.pop3s_port,
+            "listen.imap_port": self.imap_port, "listen.imaps_port": self.imaps_port,
         }
         values.update({k.replace("__", "."): v for k, v in settings.items()})
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -84,8 +103,13 @@ class EngineProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "appliance", "--config", str(self.config_file), "run"],
                 stdout=log, stderr=log, env=env, start_new_session=True)
-        for port in (self.smtp_port, self.submission_port, self.submissions_port):
-            wait_for_port(port, timeout, self.proc)
+        try:
+            for port in (self.smtp_port, self.submission_port, self.submissions_port,
+                         self.pop3_port, self.pop3s_port, self.imap_port, self.imaps_port):
+                wait_for_port(port, timeout, self.proc)
+        except (RuntimeError, TimeoutError) as exc:
+            tail = "\n".join(self.log_text().splitlines()[-15:])
+            raise type(exc)(f"{exc}\n--- engine log ---\n{tail}") from None
 
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM and wait; returns the exit status."""

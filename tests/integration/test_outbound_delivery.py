@@ -43,6 +43,17 @@ MESSAGE = (b"From: <sender@example.org>\nTo: <alice@direct.test>\nSubject: outbo
            b"\nfirst line\n.a line that starts with a dot\n.\nlast line\n")
 
 
+def peer_logged(world: OutboundWorld, text: str, count: int = 1, timeout: float = 10.0) -> bool:
+    """Whether the peer Postfix logged `text` `count` times; its `disconnect from` line is
+    written after our QUIT, through postlogd, so it is waited for."""
+    deadline = time.monotonic() + timeout
+    while world.peer.log_tail(400).count(text) < count:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 @pytest.fixture(scope="module")
 def world() -> Iterator[OutboundWorld]:
     with outbound_world("outbound") as started:
@@ -268,8 +279,7 @@ def test_several_messages_on_one_session(world: OutboundWorld) -> None:
     assert refused[0].outcome is Outcome.FAILED
     assert third[0].outcome is Outcome.DELIVERED
     assert world.wait_for(world.peer, "alice@direct.test", before + 2)
-    log = world.peer.log_tail(400)
-    assert "mail=3 rcpt=2/3 data=2 rset=1 quit=1" in log
+    assert peer_logged(world, "mail=3 rcpt=2/3 data=2 rset=1 quit=1")
 
 
 def test_a_pool_sends_several_messages_over_one_connection(world: OutboundWorld,
@@ -294,7 +304,7 @@ def test_a_pool_sends_several_messages_over_one_connection(world: OutboundWorld,
                                                 Outcome.FAILED, Outcome.DELIVERED]
     assert all(o[0].details["tls"].startswith("TLSv1.") for o in outcomes)
     assert world.wait_for(world.peer, "alice@direct.test", before + 3)
-    assert "starttls=1 mail=4 rcpt=3/4 data=3 rset=1 quit=1" in world.peer.log_tail(400)
+    assert peer_logged(world, "starttls=1 mail=4 rcpt=3/4 data=3 rset=1 quit=1")
 
 
 def test_the_pool_follows_the_outbound_session_settings(world: OutboundWorld,
@@ -316,7 +326,7 @@ def test_the_pool_follows_the_outbound_session_settings(world: OutboundWorld,
     outcomes = asyncio.run(scenario())
     assert [o[0].outcome for o in outcomes] == [Outcome.DELIVERED] * 4
     assert world.wait_for(world.peer, "alice@direct.test", before + 4)
-    assert world.peer.log_tail(400).count("starttls=1 mail=2 rcpt=2 data=2 quit=1") == 2
+    assert peer_logged(world, "starttls=1 mail=2 rcpt=2 data=2 quit=1", count=2)
 
 
 def test_session_max_idle_zero_turns_reuse_off(world: OutboundWorld,

@@ -166,7 +166,6 @@ class DovecotInstance:
                               f":VOLATILEDIR={work}/volatile/%u"),
             "first_valid_uid": "1",
             "mail_fsync": "never",
-            "imap_capability": "+BINARY",
             **self.settings,
         }
         body = "".join(f"{key} = {value}\n" for key, value in settings.items())

@@ -248,6 +248,31 @@ def test_cache_values(mail: AccountMail) -> None:
     assert mail.get_cached(INBOX, 1, "bodystructure") is None
 
 
+def test_cache_values_many(mail: AccountMail) -> None:
+    for _ in range(3):
+        mail.append(INBOX, MESSAGE)
+    mail.put_cached(INBOX, 1, "envelope", "(one)")
+    mail.put_cached(INBOX, 3, "envelope", "(three)")
+    mail.put_cached(INBOX, 2, "body", "(two)")
+    assert mail.get_cached_many(INBOX, [1, 2, 3, 4], "envelope") == {1: "(one)", 3: "(three)"}
+    assert mail.get_cached_many(INBOX, [], "envelope") == {}
+    with pytest.raises(NoSuchFolderError):
+        mail.get_cached_many("Nowhere", [1], "envelope")
+
+
+def test_headers_many(mail: AccountMail) -> None:
+    mail.append(INBOX, MESSAGE)
+    mail.append(INBOX, b"Subject: no body")
+    mail.append(INBOX, MESSAGE)
+    mail.remove(INBOX, [3])
+    header = b"From: bob@example.test\r\nSubject: hello\r\n\r\n"
+    expected = {1: header, 2: b"Subject: no body"}
+    assert mail.headers_many(INBOX, [1, 2, 3]) == expected
+    assert mail.headers_many(INBOX, [2, 1]) == expected       # again, from the cache
+    with pytest.raises(NoSuchFolderError):
+        mail.headers_many("Nowhere", [1])
+
+
 # -- STORE, CONDSTORE ------------------------------------------------------------------------
 
 def test_store_operations_and_modseq(mail: AccountMail) -> None:

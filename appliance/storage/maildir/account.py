@@ -9,10 +9,10 @@ in `folder_ops`, message changes in `writes`, reconciliation in `sync`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from appliance.core import log
 from appliance.storage.directory import Account
@@ -30,11 +30,17 @@ from appliance.storage.mailbox_api import (
     SpecialUse,
     StoreResult,
 )
-from appliance.storage.maildir import files, folder_ops, locks, writes
+from appliance.storage.maildir import cache, files, folder_ops, locks, writes
 from appliance.storage.maildir import flags as names
 from appliance.storage.maildir.folders import normalise
 from appliance.storage.maildir.index import data_version, open_index, write
-from appliance.storage.maildir.sync import FolderState, reconcile, refresh, stamp_of
+from appliance.storage.maildir.sync import (
+    FolderState,
+    own_change_stamp,
+    reconcile,
+    refresh,
+    stamp_of,
+)
 
 _SEEN, _DELETED = "\\Seen", "\\Deleted"
 
@@ -117,7 +123,8 @@ class MaildirAccount(folder_ops.FolderOps):
         return fresh if fresh is not None else self._reload(state.name)
 
     def _for_write(self, name: str) -> FolderState:
-        """Inside a write transaction: the folder's state matching the index and the disk."""
+        """Inside a write transaction: the folder's state matching the index and the disk
+        (its `stamp` then matches the disk too, or is None when it is not to be trusted)."""
         state = self._current(self._state(name))
         try:
             stamp = stamp_of(state.path)
@@ -128,9 +135,11 @@ class MaildirAccount(folder_ops.FolderOps):
         return state
 
     def _changed_by_us(self, *states: FolderState) -> None:
-        """Our renames changed cur/'s mtime: list it again next time (and tell IDLE)."""
-        for state in states:
-            state.stamp = None
+        """Inside the write transaction, after our own change to cur/: `state` already holds
+        it, so keep a stamp the next sync can trust (`sync.own_change_stamp`; None when the
+        one from `_for_write` was not trusted) instead of listing again; and tell IDLE."""
+        for state in {id(state): state for state in states}.values():   # source may be goal
+            state.stamp = own_change_stamp(state.path, state.stamp)
         self._generation += 1
 
     def _claim_recent(self, state: FolderState) -> frozenset[int]:
@@ -187,23 +196,50 @@ class MaildirAccount(folder_ops.FolderOps):
             return [int(row[0]) for row in rows]
 
     def get_cached(self, name: str, uid: int, key: str) -> str | None:
+        return self.get_cached_many(name, (uid,), key).get(uid)
+
+    def get_cached_many(self, name: str, uids: Iterable[int], key: str) -> dict[int, str]:
         with self._lock:
             state = self._state(name)
-            row = self._conn.execute("SELECT value FROM cache WHERE folder_id = ? AND uid = ? "
-                                     "AND key = ?", (state.id, uid, key)).fetchone()
-            return None if row is None else str(row[0])
+            found = cache.get_many(self._conn, state.id, uids, key)
+        return {uid: cache.from_stored(value) for uid, value in found.items()}
 
     def put_cached(self, name: str, uid: int, key: str, value: str) -> None:
         with self._lock:
             state = self._state(name)
-            # Not durable by contract: skip the WAL fsync for this one commit.
-            self._conn.execute("PRAGMA synchronous=OFF")
-            try:
-                with write(self._conn):
-                    self._conn.execute("INSERT OR REPLACE INTO cache (folder_id, uid, key, value)"
-                                       " VALUES (?, ?, ?, ?)", (state.id, uid, key, value))
-            finally:
-                self._conn.execute("PRAGMA synchronous=FULL")
+            cache.put_many(self._conn, state.id, key, {uid: cache.to_text(value)})
+
+    def headers_many(self, name: str, uids: Iterable[int]) -> dict[int, bytes]:
+        """See `AccountMail.headers_many`: cached blocks in one query; the others read from
+        their files (outside the lock) and cached in one transaction."""
+        wanted = list(uids)
+        with self._lock:
+            state = self._state(name)
+            found = cache.get_many(self._conn, state.id, wanted, cache.HEADERS_KEY)
+            paths = cache.paths_of(state, (u for u in wanted if u not in found))
+        headers = cast(dict[int, bytes], found)      # only bytes are stored under this key
+        fresh = self._read_headers(name, paths)
+        if fresh:
+            with self._lock:
+                cache.put_many(self._conn, state.id, cache.HEADERS_KEY, fresh)
+        return headers | fresh
+
+    def _read_headers(self, name: str, paths: dict[int, str]) -> dict[int, bytes]:
+        """Each message's header block; a file renamed meanwhile is found again after one
+        sync, an expunged message is left out."""
+        read: dict[int, bytes] = {}
+        for attempt in range(2):
+            lost: list[int] = []
+            for uid, path in paths.items():
+                try:
+                    read[uid] = cache.read_header(path)
+                except FileNotFoundError:
+                    lost.append(uid)
+            if not lost or attempt:
+                break
+            with self._lock:
+                paths = cache.paths_of(self._synced(name), lost)
+        return read
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -215,7 +251,7 @@ class MaildirAccount(folder_ops.FolderOps):
         temp, base = files.stage(path, content, internal_date)
         try:
             with self._lock, write(self._conn):
-                state = self._current(self._state(name))
+                state = self._for_write(name)
                 self._check_quota(names.sizes_in_name(base)[1] or 0, 1)
                 date = internal_date if internal_date is not None else temp.stat().st_mtime
                 uid = writes.append_message(self._conn, state, temp, base, flags, date)

@@ -64,9 +64,35 @@ def link_copy(source: Path, folder: Path, filename: str) -> None:
     os.rename(temp, target)
 
 
-def rename(folder: Path, subdir: str, old: str, new: str) -> None:
-    """Rename a message file (its flags changed); a file in new/ moves to cur/ on the way."""
-    os.rename(folder / subdir / old, folder / "cur" / new)
+class FlagRenamer:
+    """Renames message files for new flags (a file in new/ moves to cur/ on the way), with
+    plain `os` path strings: a STORE on 1,000 messages spent more in pathlib than in the
+    renames themselves. The caller fsyncs cur/ once for the batch (`sync_dirs`)."""
+
+    def __init__(self, folder: str, keywords: list[str]) -> None:
+        self.folder = folder + "/"
+        self.cur = folder + "/cur/"
+        self.keywords = keywords
+        # A batch has few distinct (flags, old letters) pairs: work each one out once.
+        self._letters: dict[tuple[frozenset[str], str], str] = {}
+
+    def rename(self, where: tuple[str, str], wanted: frozenset[str]) -> str | None:
+        """Rename the file at `where` (subdir, name) for `wanted`; its new name in cur/, or
+        None if it is gone (renamed or removed by another tool)."""
+        subdir, old = where
+        base, letters = names.split_name(old)
+        key = (wanted, letters or "")
+        new_letters = self._letters.get(key)
+        if new_letters is None:
+            new_letters = names.flags_to_letters(wanted, self.keywords, key[1])
+            self._letters[key] = new_letters
+        filename = names.file_name(base, new_letters)
+        if filename != old or subdir != "cur":
+            try:
+                os.rename(self.folder + subdir + "/" + old, self.cur + filename)
+            except FileNotFoundError:
+                return None
+        return filename
 
 
 def unlink(path: Path) -> None:

@@ -4,6 +4,45 @@ The Maildir is the truth: files in new/ move to cur/ (gaining `:2,`), files with
 UIDs in (mtime, name) order, rows whose file is gone are expunged, and a file renamed by any
 tool changes the message's flags. `FolderState` caches the folder in memory; it is refreshed
 from the index by MODSEQ (only what changed) and from the disk only when new/ or cur/ changed.
+
+When is a directory's mtime ("stamp") proof that nothing changed since a listing? The kernel
+stamps a change with a coarse clock (one tick is several ms), so a second change in the same
+tick leaves the mtime as it was. Three kinds of writer change a folder:
+
+- our own processes: every change to cur/ and every new/ -> cur/ move happens under the
+  index write lock, and its rows are committed in the same transaction, so another process
+  learns of it from the index (`data_version`, then `refresh` by MODSEQ, file names
+  included) whatever the mtime says;
+- SMTP delivery (`MaildirStore.deliver`) adds files to new/ without the index lock;
+- other tools (mutt, Dovecot, a shell) change new/ and cur/ without any lock.
+
+So an mtime can only be trusted when no lock-less writer could have changed the directory in
+the same tick after we looked. Two ways give that:
+
+1. The window rule (`DIRTY_WINDOW`): an mtime older than the window when the listing
+   started cannot be shared with a later change.
+2. A mark (`mark_directory`): we set the directory's mtime to one nanosecond past what the
+   kernel stamped. A later change is stamped with the time of that change, never the mark:
+   a coarse clock's values are whole ticks apart (the same tick gives the old value, the
+   next one is ms later), and a fine-grained clock (Linux 6.13 multigrain timestamps) has
+   moved on by the microseconds the stat and utime took. So ANY change after the mark, by
+   anyone, gives a different mtime. A reconciliation marks new/ and cur/ right after moving
+   new/ to cur/ and before listing: what changed before the mark is in the listing, what
+   changes after it moves the mtime. Its stamp is trusted at once, even a fresh one.
+   Only a fresh mtime is marked (an old one is trusted anyway), so two processes listing
+   one folder cannot keep moving each other's stamps for longer than the window.
+
+After a change of our own (STORE, APPEND, COPY, EXPUNGE, inside the index transaction) we
+know exactly what we changed in cur/ and have applied it to `FolderState`; we then mark cur/
+and keep the mark as its stamp (`own_change_stamp`), so the next sync takes the fast path
+instead of listing 10,000 files. This holds only when the stamp was trusted and matched the
+disk at the start of the transaction. new/ is not re-stamped: we keep the value of the last
+listing, so a delivery (or a move out of new/ of ours) still forces a listing. The one gap
+left: another tool renaming in cur/ *during* our own batch (between its start and the mark,
+a few ms, while we hold the index lock) is hidden until cur/ changes again; our processes
+and deliveries are never hidden. If the file system keeps no nanoseconds (the mark reads back
+different), stamps fall back to rule 1. Marking changes only the directory's mtime, which
+other Maildir readers (Dovecot, mutt) just take as "something changed".
 """
 
 from __future__ import annotations
@@ -127,7 +166,37 @@ def refresh(conn: sqlite3.Connection, state: FolderState) -> FolderState | None:
 
 def stamp_of(path: Path) -> Stamp:
     """The mtimes of new/ and cur/ (FileNotFoundError when the folder is gone)."""
-    return os.stat(path / "new").st_mtime_ns, os.stat(path / "cur").st_mtime_ns
+    folder = os.fspath(path)
+    return os.stat(folder + "/new").st_mtime_ns, os.stat(folder + "/cur").st_mtime_ns
+
+
+def mark_directory(directory: str) -> int | None:
+    """Set `directory`'s mtime one nanosecond past the kernel's stamp, a value no later
+    change can produce (see the module docstring); the mark, or None if it did not hold
+    (no nanoseconds on this file system, not our directory, a read-only mount)."""
+    try:
+        now = os.stat(directory)
+        mark = now.st_mtime_ns + 1
+        os.utime(directory, ns=(now.st_atime_ns, mark))
+        return mark if os.stat(directory).st_mtime_ns == mark else None
+    except FileNotFoundError:
+        raise
+    except OSError:
+        return None
+
+
+def own_change_stamp(path: Path, before: Stamp | None) -> Stamp | None:
+    """The stamp to keep after a change of our own to cur/, made inside the index write
+    transaction; `before` is the trusted stamp that matched the disk when it began (None:
+    there was none, list next time). new/ keeps its listed value: if anything touched
+    new/ meanwhile, the next sync lists."""
+    if before is None:
+        return None
+    folder = os.fspath(path)
+    mark = mark_directory(folder + "/cur")
+    if mark is None or os.stat(folder + "/new").st_mtime_ns != before[0]:
+        return None
+    return before[0], mark
 
 
 @dataclass(frozen=True)
@@ -139,13 +208,27 @@ class _OnDisk:
 def reconcile(conn: sqlite3.Connection, state: FolderState, keywords: list[str]) -> None:
     """Bring the index (inside the caller's write transaction) and `state` up to the disk."""
     _move_new_to_cur(state.path)
+    marks = _mark_fresh(os.fspath(state.path))
     started = time.time()
     stamp = stamp_of(state.path)
     unmatched = _list(state.path, {file: uid for uid, file in state.files.items()})
     if unmatched.files or unmatched.rows:
         _apply(conn, state, keywords, unmatched)
-    trusted = all(started - mtime / 1e9 > DIRTY_WINDOW for mtime in stamp)
+    # Each mtime is trusted if it is still our mark, or old enough (module docstring).
+    trusted = all(mtime == mark or started - mtime / 1e9 > DIRTY_WINDOW
+                  for mtime, mark in zip(stamp, marks, strict=True))
     state.stamp = stamp if trusted else None
+
+
+def _mark_fresh(folder: str) -> tuple[int | None, int | None]:
+    """Mark new/ and cur/ when their mtime is too fresh for rule 1 (an old one is trusted
+    as it is; marking it would only make other processes list again)."""
+    limit = time.time() - DIRTY_WINDOW
+
+    def mark(path: str) -> int | None:
+        return mark_directory(path) if os.stat(path).st_mtime_ns / 1e9 >= limit else None
+
+    return mark(folder + "/new"), mark(folder + "/cur")
 
 
 def _apply(conn: sqlite3.Connection, state: FolderState, keywords: list[str],

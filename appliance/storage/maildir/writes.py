@@ -7,6 +7,7 @@ between the file change and the commit is repaired by the next sync, which trust
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,11 +76,17 @@ def new_flags(old: frozenset[str], operation: FlagOperation,
 def store(conn: sqlite3.Connection, state: FolderState, uids: Sequence[int],
           operation: FlagOperation, flags: frozenset[str],
           unchanged_since: int | None) -> StoreResult:
-    """STORE: rename the files first, then the rows (RFC 7162 3.1.3 for UNCHANGEDSINCE)."""
+    """STORE: rename the files first, then the rows (RFC 7162 3.1.3 for UNCHANGEDSINCE).
+
+    Built for 1:* on large folders: plain path strings, one UPDATE for the batch
+    (executemany) and one fsync of cur/ for all the renames (group commit)."""
     keywords = names.add_keywords(state.path, names.read_keywords(state.path), flags)
     modseq = state.highest_modseq + 1
     changed: list[MessageMeta] = []
     refused: list[int] = []
+    rows: list[tuple[str, str, int, int, int]] = []
+    renamer = files.FlagRenamer(os.fspath(state.path), keywords)
+    texts: dict[frozenset[str], str] = {}          # few distinct flag sets in one batch
     for uid in sorted(set(uids)):
         meta = state.metas.get(uid)
         if meta is None:
@@ -88,30 +95,24 @@ def store(conn: sqlite3.Connection, state: FolderState, uids: Sequence[int],
             refused.append(uid)
             continue
         wanted = new_flags(meta.flags, operation, flags)
-        if wanted != meta.flags:
-            try:
-                changed.append(_restore(conn, state, meta, wanted, keywords, modseq))
-            except FileNotFoundError:
-                continue        # renamed or removed by another tool: the next sync tells
+        if wanted == meta.flags:
+            continue
+        filename = renamer.rename(state.files[uid], wanted)
+        if filename is None:
+            continue            # renamed or removed by another tool: the next sync tells
+        new = MessageMeta(uid, wanted, modseq, meta.internal_date, meta.size)
+        state.put(new, "cur", filename)
+        text = texts.get(wanted)
+        if text is None:
+            text = texts[wanted] = format_flags(wanted)
+        rows.append((filename, text, modseq, state.id, uid))
+        changed.append(new)
     if changed:
+        conn.executemany("UPDATE messages SET subdir = 'cur', filename = ?, flags = ?, "
+                         "modseq = ? WHERE folder_id = ? AND uid = ?", rows)
         files.sync_dirs(state.path / "cur")
         set_counters(conn, state, modseq)
     return StoreResult(tuple(changed), tuple(refused))
-
-
-def _restore(conn: sqlite3.Connection, state: FolderState, meta: MessageMeta,
-             wanted: frozenset[str], keywords: list[str], modseq: int) -> MessageMeta:
-    subdir, old = state.files[meta.uid]
-    base, letters = names.split_name(old)
-    filename = names.file_name(base, names.flags_to_letters(wanted, keywords, letters or ""))
-    if filename != old or subdir != "cur":
-        files.rename(state.path, subdir, old, filename)
-    new = MessageMeta(meta.uid, wanted, modseq, meta.internal_date, meta.size)
-    conn.execute("UPDATE messages SET subdir = 'cur', filename = ?, flags = ?, modseq = ? "
-                 "WHERE folder_id = ? AND uid = ?",
-                 (filename, format_flags(wanted), modseq, state.id, meta.uid))
-    state.put(new, "cur", filename)
-    return new
 
 
 def copy_messages(conn: sqlite3.Connection, source: FolderState, target: FolderState,

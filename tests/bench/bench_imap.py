@@ -1,0 +1,366 @@
+"""IMAP on a 10,000-message mailbox: the Mailstead engine beside Dovecot, same Maildir copies.
+
+    python tests/bench/bench_imap.py [--messages 10000] [--rounds 5] [--idle 1000]
+        [--only mailstead|dovecot] [--keep]
+
+Both servers get identical copies of one generated Maildir (LF line ends, Dovecot's
+`,S=,W=` names, 70 % seen). Each side is first warmed (SELECT and FETCH 1:* once, untimed:
+Dovecot builds its index then, we build ours), then each operation runs `--rounds` times and
+the median is printed, over a raw socket (the time from sending the command until the tagged
+reply is in: server time plus loopback) and through imaplib (what a Python client sees):
+
+- SELECT INBOX; FETCH 1:* (FLAGS UID RFC822.SIZE); UID SEARCH HEADER Subject <needle>;
+  FETCH of 100 whole messages (BODY.PEEK[] of every 100th); STORE +FLAGS / -FLAGS (\\Flagged)
+  on 1:1000 (alternating, so every round changes 1,000 messages);
+- a full `mbsync` (isync) pull of the mailbox into an empty local Maildir;
+- RSS with `--idle` connections logged in, INBOX selected, and idle: the engine's process
+  tree against Dovecot's (master, login and imap processes).
+
+Needs root (Dovecot's mail user), Debian's dovecot-imapd and isync (installed with apt if
+missing). See tests/bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import imaplib
+import os
+import random
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil  # type: ignore[import-untyped]
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, as pytest would
+
+from harness.engine import EngineProcess
+from peers.dovecot import DovecotInstance, chown_tree
+
+USER = "bench@example.test"
+PASSWORD = "correct horse battery"          # what EngineProcess.add_account sets
+NEEDLE = "needle-report"
+WORDS = ("quarterly", "invoice", "meeting", "lunch", "project", "update", "release",
+         "server", "backup", "holiday", "draft", "budget", "review", "minutes", "plan")
+
+
+# -- the mailbox -----------------------------------------------------------------------------
+
+def make_message(index: int, rng: random.Random) -> bytes:
+    subject = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6)))
+    date = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(1.7e9 + index * 60))
+    if index % 100 == 7:
+        subject += f" {NEEDLE}"
+    lines = [f"From: Sender {index % 97} <sender{index % 97}@example.org>",
+             f"To: Bench <{USER}>",
+             f"Subject: {subject}",
+             f"Date: {date}",
+             f"Message-ID: <{index}.bench@example.org>",
+             "MIME-Version: 1.0"]
+    paragraph = " ".join(rng.choice(WORDS) for _ in range(12))
+    body_lines = rng.randint(20, 200)
+    if index % 10 == 0:      # one in ten has an attachment
+        lines += ['Content-Type: multipart/mixed; boundary="b1"', "", "--b1",
+                  "Content-Type: text/plain; charset=us-ascii", ""]
+        lines += [paragraph] * body_lines
+        lines += ["--b1", "Content-Type: application/octet-stream; name=data.bin",
+                  "Content-Transfer-Encoding: base64",
+                  "Content-Disposition: attachment; filename=data.bin", ""]
+        lines += ["QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2"] * 60
+        lines += ["--b1--"]
+    else:
+        lines += ["Content-Type: text/plain; charset=us-ascii", ""]
+        lines += [paragraph] * body_lines
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def make_maildir(root: Path, count: int) -> None:
+    """`count` messages in `root/cur`, as a Maildir tool would leave them."""
+    rng = random.Random(42)
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    base = 1_700_000_000
+    for index in range(count):
+        data = make_message(index, rng)
+        flags = "S" if rng.random() < 0.7 else ""
+        crlf_size = len(data) + data.count(b"\n")
+        name = f"{base + index}.M{index}P1.bench,S={len(data)},W={crlf_size}:2,{flags}"
+        path = root / "cur" / name
+        path.write_bytes(data)
+        os.utime(path, (base + index, base + index))
+
+
+# -- clients ---------------------------------------------------------------------------------
+
+class RawImap:
+    """A minimal IMAP client on a plain socket that times one command to its tagged reply."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+        self.reader = self.sock.makefile("rb", buffering=1 << 20)
+        self.counter = 0
+        self.reader.readline()
+
+    def command(self, text: str) -> tuple[float, bytes]:
+        """Send `text`; return (seconds until the tagged reply, that reply line)."""
+        self.counter += 1
+        tag = f"r{self.counter}".encode()
+        started = time.perf_counter()
+        self.sock.sendall(tag + b" " + text.encode() + b"\r\n")
+        while True:
+            line = self.reader.readline()
+            if not line:
+                raise ConnectionError("server closed the connection")
+            while line.endswith(b"}\r\n"):           # a literal: skip its octets
+                size = int(line[line.rindex(b"{") + 1:-3].rstrip(b"+"))
+                self.reader.read(size)
+                line = self.reader.readline()
+            if line.startswith(tag + b" "):
+                elapsed = time.perf_counter() - started
+                if not line.startswith(tag + b" OK"):
+                    raise RuntimeError(f"{text!r}: {line!r}")
+                return elapsed, line
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, RuntimeError):
+            self.command("LOGOUT")
+        self.sock.close()
+
+
+@dataclass
+class Side:
+    name: str
+    port: int
+    pids: Callable[[], list[int]]
+    results: dict[str, list[float]] = field(default_factory=dict)
+    rss_idle: int = 0
+    pss_idle: int = 0
+
+    def record(self, key: str, seconds: float) -> None:
+        self.results.setdefault(key, []).append(seconds)
+
+
+def tree_memory(pids: list[int]) -> tuple[int, int]:
+    """(RSS, PSS) summed over the process trees of `pids`. RSS counts pages shared between
+    processes (libraries, forked workers) once per process; PSS divides them fairly, which
+    is what compares a process-per-connection server with an event loop."""
+    rss = pss = 0
+    for pid in pids:
+        root = psutil.Process(pid)
+        for proc in [root, *root.children(recursive=True)]:
+            info = proc.memory_full_info()
+            rss += info.rss
+            pss += getattr(info, "pss", info.rss)
+    return rss, pss
+
+
+def hundred(messages: int) -> str:
+    """A sequence set of 100 messages spread over the mailbox (every 100th of 10,000)."""
+    step = max(1, messages // 100)
+    return ",".join(str(n) for n in range(step, messages + 1, step)[:100])
+
+
+def operations(messages: int) -> dict[str, str]:
+    return {
+        "SELECT": "SELECT INBOX",
+        "FETCH 1:* (FLAGS UID RFC822.SIZE)": "FETCH 1:* (FLAGS UID RFC822.SIZE)",
+        "UID SEARCH HEADER Subject": f'UID SEARCH HEADER Subject "{NEEDLE}"',
+        "FETCH 100 whole messages": f"FETCH {hundred(messages)} BODY.PEEK[]",
+    }
+
+
+def run_raw(side: Side, rounds: int, messages: int) -> None:
+    client = RawImap(side.port)
+    client.command(f'LOGIN "{USER}" "{PASSWORD}"')
+    client.command("SELECT INBOX")                    # warm: index built here
+    client.command("FETCH 1:* (FLAGS UID RFC822.SIZE)")
+    client.command("FETCH 1:* (ENVELOPE)")
+    client.command(f'UID SEARCH HEADER Subject "{NEEDLE}"')   # both cache headers on first use
+    top = min(1000, messages)
+    for round_ in range(rounds):
+        for key, text in operations(messages).items():
+            side.record(f"raw {key}", client.command(text)[0])
+        sign = "+" if round_ % 2 == 0 else "-"
+        side.record("raw STORE 1:1000 ±FLAGS (\\Flagged)",
+                    client.command(f"STORE 1:{top} {sign}FLAGS (\\Flagged)")[0])
+    if rounds % 2:
+        client.command(f"STORE 1:{top} -FLAGS.SILENT (\\Flagged)")
+    client.close()
+
+
+def run_imaplib(side: Side, rounds: int, messages: int) -> None:
+    client = imaplib.IMAP4("127.0.0.1", side.port)
+    client.login(USER, PASSWORD)
+    for _ in range(rounds):
+        for key, call in (
+                ("SELECT", lambda: client.select("INBOX")),
+                ("FETCH 1:* (FLAGS UID RFC822.SIZE)",
+                 lambda: client.fetch("1:*", "(FLAGS UID RFC822.SIZE)")),
+                ("UID SEARCH HEADER Subject",
+                 lambda: client.uid("SEARCH", "HEADER", "Subject", f'"{NEEDLE}"')),
+                ("FETCH 100 whole messages",
+                 lambda: client.fetch(hundred(messages), "(BODY.PEEK[])"))):
+            started = time.perf_counter()
+            status, _data = call()
+            side.record(f"imaplib {key}", time.perf_counter() - started)
+            if status != "OK":
+                raise RuntimeError(f"{key}: {status}")
+    client.logout()
+
+
+def run_mbsync(side: Side, workdir: Path, rounds: int) -> None:
+    for round_ in range(rounds):
+        local = workdir / f"mbsync-{side.name}-{round_}"
+        shutil.rmtree(local, ignore_errors=True)
+        local.mkdir(parents=True)
+        config = local / "mbsyncrc"
+        config.write_text(
+            f"IMAPAccount bench\nHost 127.0.0.1\nPort {side.port}\nUser {USER}\n"
+            f"Pass \"{PASSWORD}\"\nSSLType None\nAuthMechs LOGIN\n\n"
+            "IMAPStore far\nAccount bench\n\n"
+            f"MaildirStore near\nPath {local}/mail/\nInbox {local}/mail/INBOX\n\n"
+            "Channel inbox\nFar :far:INBOX\nNear :near:INBOX\nSync Pull\nCreate Near\n"
+            f"SyncState {local}/state/\n")
+        (local / "state").mkdir()
+        (local / "mail").mkdir()
+        started = time.perf_counter()
+        done = subprocess.run(["mbsync", "-c", str(config), "-q", "inbox"], check=False,
+                              capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"mbsync against {side.name} failed: {done.stderr.strip()}")
+        side.record("mbsync full pull", time.perf_counter() - started)
+        shutil.rmtree(local, ignore_errors=True)
+
+
+def measure_idle(side: Side, count: int) -> None:
+    """RSS with `count` clients logged in, INBOX selected, doing nothing."""
+    clients: list[RawImap] = []
+    try:
+        for _ in range(count):
+            client = RawImap(side.port)
+            client.command(f'LOGIN "{USER}" "{PASSWORD}"')
+            client.command("SELECT INBOX")
+            clients.append(client)
+        time.sleep(1.0)
+        side.rss_idle, side.pss_idle = tree_memory(side.pids())
+    finally:
+        for client in clients:
+            client.sock.close()
+
+
+# -- the two servers -------------------------------------------------------------------------
+
+@contextmanager
+def mailstead_side(workdir: Path, source: Path) -> Iterator[Side]:
+    engine = EngineProcess(workdir / "engine", log__level="info",
+                           limits__max_connections=5000,
+                           limits__max_connections_per_ip=5000, imap__max_connections=5000,
+                           imap__max_connections_per_ip=5000,
+                           imap__max_connections_per_account=5000)
+    engine.add_domain("example.test")
+    maildir = engine.add_account(USER, PASSWORD)
+    shutil.rmtree(maildir)
+    shutil.copytree(source, maildir)
+    engine.start()
+    try:
+        yield Side("Mailstead", engine.imap_port, lambda: [engine.proc.pid] if engine.proc else [])
+    finally:
+        engine.stop()
+
+
+@contextmanager
+def dovecot_side(workdir: Path, source: Path) -> Iterator[Side]:
+    maildir = workdir / "dovecot-mail"
+    shutil.copytree(source, maildir)
+    chown_tree(maildir)
+    (workdir / "dovecot").mkdir()
+    dovecot = DovecotInstance(workdir / "dovecot", settings={
+        "default_process_limit": "3000", "default_client_limit": "6000",
+        "mail_fsync": "optimized", "mail_max_userip_connections": "5000"})
+    dovecot.add_user(USER, PASSWORD, maildir)
+    dovecot.start()
+    try:
+        yield Side("Dovecot", dovecot.imap_port,
+                   lambda: [dovecot.proc.pid] if dovecot.proc else [])
+    finally:
+        dovecot.stop()
+
+
+def ensure_tools() -> None:
+    if shutil.which("mbsync") is None:
+        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "isync"],
+                       check=True, capture_output=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+
+
+def report(sides: list[Side], args: argparse.Namespace) -> str:
+    keys = list(dict.fromkeys(k for side in sides for k in side.results))
+    names = [s.name for s in sides]
+    lines = [f"{args.messages} messages, median of {args.rounds} rounds (ms; ratio = "
+             "ours/theirs, below 1 is faster)",
+             f"{'operation':48}" + "".join(f"{n:>12}" for n in names)
+             + ("       ratio" if len(sides) == 2 else "")]
+    for key in keys:
+        values = [statistics.median(s.results[key]) * 1000 if key in s.results else None
+                  for s in sides]
+        row = f"{key:48}" + "".join(f"{v:12.1f}" if v is not None else f"{'-':>12}"
+                                    for v in values)
+        if len(values) == 2 and values[0] and values[1]:
+            row += f"{values[0] / values[1]:12.2f}"
+        lines.append(row)
+    lines.append(f"{'RSS with ' + str(args.idle) + ' idle connections (MB)':48}"
+                 + "".join(f"{s.rss_idle / 1e6:12.0f}" for s in sides))
+    lines.append(f"{'PSS with ' + str(args.idle) + ' idle connections (MB)':48}"
+                 + "".join(f"{s.pss_idle / 1e6:12.0f}" for s in sides))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--idle", type=int, default=1000)
+    parser.add_argument("--only", choices=("mailstead", "dovecot"))
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    ensure_tools()
+    workdir = Path(tempfile.mkdtemp(prefix="mailstead-bench-imap-"))
+    os.chmod(workdir, 0o755)
+    try:
+        source = workdir / "source"
+        make_maildir(source, args.messages)
+        sides: list[Side] = []
+        with ExitStack() as stack:
+            if args.only != "dovecot":
+                sides.append(stack.enter_context(mailstead_side(workdir, source)))
+            if args.only != "mailstead":
+                sides.append(stack.enter_context(dovecot_side(workdir, source)))
+            for side in sides:
+                run_raw(side, args.rounds, args.messages)
+                run_imaplib(side, args.rounds, args.messages)
+                run_mbsync(side, workdir, max(1, args.rounds // 2))
+                if args.idle:
+                    measure_idle(side, args.idle)
+                print(f"{side.name} done", flush=True)
+        print(report(sides, args))
+    finally:
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
