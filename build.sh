@@ -82,6 +82,7 @@ Mailstead dev engine (data in ./var/, settings in ./var/mailstead.toml)
   SMTP MX     127.0.0.1:2525  (STARTTLS with a self-signed certificate)
   submission  127.0.0.1:5870 (STARTTLS) and 127.0.0.1:4650 (TLS), AUTH PLAIN/LOGIN
   IMAP        127.0.0.1:1430 (STARTTLS) and 127.0.0.1:9930 (TLS), LOGIN or AUTHENTICATE
+  POP3        127.0.0.1:1100 (STLS) and 127.0.0.1:9950 (TLS)
   queue       ./.venv/bin/mailstead queue list
   accounts    ./.venv/bin/mailstead account list   (domain example.test)
 

@@ -22,8 +22,8 @@ from appliance.storage.mailbox_api import MessageMeta
 
 _INDEX_ONLY = frozenset({FetchKind.UID, FetchKind.FLAGS, FetchKind.INTERNALDATE,
                          FetchKind.RFC822_SIZE, FetchKind.MODSEQ})
-_CACHED = {FetchKind.ENVELOPE: "envelope", FetchKind.BODYSTRUCTURE: "bodystructure",
-           FetchKind.BODY: "body"}
+CACHE_KEYS = {FetchKind.ENVELOPE: "imap:envelope", FetchKind.BODYSTRUCTURE: "imap:bodystructure",
+              FetchKind.BODY: "imap:body"}
 
 
 class FetchItemError(Exception):
@@ -90,7 +90,7 @@ def _item(attribute: FetchAttribute, meta: MessageMeta, source: MessageSource | 
     if kind is FetchKind.MODSEQ:
         return b"MODSEQ (%d)" % meta.modseq
     assert source is not None, "content items need a source"
-    if kind in _CACHED:
+    if kind in CACHE_KEYS:
         return kind.value.encode() + b" " + _cached_structure(kind, source)
     if kind is FetchKind.RFC822:
         return b"RFC822 " + wire.literal(source.content)
@@ -108,7 +108,7 @@ def _item(attribute: FetchAttribute, meta: MessageMeta, source: MessageSource | 
 
 
 def _cached_structure(kind: FetchKind, source: MessageSource) -> bytes:
-    key = _CACHED[kind]
+    key = CACHE_KEYS[kind]
     cached = source.get_cached(key)
     if cached is not None:
         return cached.encode("utf-8", "surrogateescape")

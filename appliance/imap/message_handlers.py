@@ -12,7 +12,13 @@ from appliance.imap import responses as r
 from appliance.imap.commands import messages as s
 from appliance.imap.commands.base import CommandError
 from appliance.imap.fetch_items import FetchAttribute, FetchKind
-from appliance.imap.fetch_response import FetchItemError, MessageSource, fetch_line, needs_content
+from appliance.imap.fetch_response import (
+    CACHE_KEYS,
+    FetchItemError,
+    MessageSource,
+    fetch_line,
+    needs_content,
+)
 from appliance.imap.formats import internal_date, render_flags
 from appliance.imap.search_eval import SearchContext, esearch_data, saved_result
 from appliance.imap.search_eval import search as run_search
@@ -98,10 +104,12 @@ def fetch(session: ImapSession, command: s.Fetch) -> Iterator[bytes]:
         return
     failed: FetchItemError | None = None
     batch: list[bytes] = []
+    cached = _prefetch(account, view, seqs, attributes)
     for seq in seqs:
         meta = view.messages[seq - 1]
         try:
-            batch.append(fetch_line(seq, meta, attributes, _source(account, view.name, meta.uid),
+            source = _source(account, view.name, meta.uid, cached)
+            batch.append(fetch_line(seq, meta, attributes, source,
                                     recent=session.is_recent(meta.uid), include_uid=command.uid,
                                     include_modseq=include_modseq, utf8=session.utf8))
         except KeyError:
@@ -122,35 +130,61 @@ def fetch(session: ImapSession, command: s.Fetch) -> Iterator[bytes]:
 def _index_only(session: ImapSession, view: SelectedMailbox, seqs: list[int],
                 attributes: Sequence[FetchAttribute], uid: bool,
                 include_modseq: bool) -> Iterator[bytes]:
-    """The common resync FETCH (FLAGS UID RFC822.SIZE ...) without opening any file: the
-    same line shape for every message, filled in from the index."""
+    """The common resync FETCH (FLAGS UID RFC822.SIZE ...) without opening any file.
+
+    Each message's items are rendered once per item list and kept (`_FRAGMENTS`, keyed by
+    the identity of the immutable MessageMeta the store shares between sessions), so the
+    next resync -- by this client or any other on the folder -- only adds sequence numbers.
+    """
     kinds = [a.kind for a in attributes]
     if uid and FetchKind.UID not in kinds:
         kinds.insert(0, FetchKind.UID)
     if include_modseq and FetchKind.MODSEQ not in kinds:
         kinds.append(FetchKind.MODSEQ)
+    shape = tuple(kinds)
     recent = view.recent if not session.rev2 else set()
+    messages = view.messages
+    fragments = _FRAGMENTS
+    if len(fragments) > _FRAGMENTS_MAX:
+        fragments.clear()
     lines: list[str] = []
     for seq in seqs:
-        meta = view.messages[seq - 1]
-        items = []
-        for kind in kinds:
-            if kind is FetchKind.FLAGS:
-                items.append(f"FLAGS ({render_flags(meta.flags, meta.uid in recent)})")
-            elif kind is FetchKind.UID:
-                items.append(f"UID {meta.uid}")
-            elif kind is FetchKind.RFC822_SIZE:
-                items.append(f"RFC822.SIZE {meta.size}")
-            elif kind is FetchKind.MODSEQ:
-                items.append(f"MODSEQ ({meta.modseq})")
+        meta = messages[seq - 1]
+        if meta.uid in recent:
+            fragment = _fragment(meta, shape, True)
+        else:
+            found = fragments.get((id(meta), shape))
+            if found is not None and found[0] is meta:
+                fragment = found[1]
             else:
-                items.append(f"INTERNALDATE {internal_date(meta.internal_date)}")
-        lines.append(f"* {seq} FETCH ({' '.join(items)})\r\n")
+                fragment = _fragment(meta, shape, False)
+                fragments[(id(meta), shape)] = (meta, fragment)
+        lines.append(f"* {seq} FETCH ({fragment})\r\n")
         if len(lines) >= 4096:
             yield "".join(lines).encode()
             lines = []
     if lines:
         yield "".join(lines).encode()
+
+
+_FRAGMENTS: dict[tuple[int, tuple[FetchKind, ...]], tuple[MessageMeta, str]] = {}
+_FRAGMENTS_MAX = 100_000
+
+
+def _fragment(meta: MessageMeta, kinds: tuple[FetchKind, ...], recent: bool) -> str:
+    items = []
+    for kind in kinds:
+        if kind is FetchKind.FLAGS:
+            items.append(f"FLAGS ({render_flags(meta.flags, recent)})")
+        elif kind is FetchKind.UID:
+            items.append(f"UID {meta.uid}")
+        elif kind is FetchKind.RFC822_SIZE:
+            items.append(f"RFC822.SIZE {meta.size}")
+        elif kind is FetchKind.MODSEQ:
+            items.append(f"MODSEQ ({meta.modseq})")
+        else:
+            items.append(f"INTERNALDATE {internal_date(meta.internal_date)}")
+    return " ".join(items)
 
 
 def _seq(view: SelectedMailbox, uid: int) -> int:
@@ -159,9 +193,25 @@ def _seq(view: SelectedMailbox, uid: int) -> int:
     return seq
 
 
-def _source(account: AccountMail, folder: str, uid: int) -> MessageSource:
-    return MessageSource(lambda: account.read(folder, uid),
-                         lambda key: account.get_cached(folder, uid, key),
+def _prefetch(account: AccountMail, view: SelectedMailbox, seqs: list[int],
+              attributes: Sequence[FetchAttribute]) -> dict[str, dict[int, str]]:
+    """Cached ENVELOPE/BODYSTRUCTURE/BODY values of all the messages, one query per item
+    (a resync asks for them on every message)."""
+    keys = [CACHE_KEYS[a.kind] for a in attributes if a.kind in CACHE_KEYS]
+    if len(seqs) < 2 or not keys:
+        return {}
+    uids = [view.messages[seq - 1].uid for seq in seqs]
+    return {key: account.get_cached_many(view.name, uids, key) for key in keys}
+
+
+def _source(account: AccountMail, folder: str, uid: int,
+            cached: dict[str, dict[int, str]]) -> MessageSource:
+    def get_cached(key: str) -> str | None:
+        known = cached.get(key)
+        if known is not None:
+            return known.get(uid)       # asked for all of them: absent means not cached
+        return account.get_cached(folder, uid, key)
+    return MessageSource(lambda: account.read(folder, uid), get_cached,
                          lambda key, value: account.put_cached(folder, uid, key, value))
 
 

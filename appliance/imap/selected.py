@@ -15,6 +15,7 @@ are reported at the next command that allows it; new messages are still announce
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from appliance.storage.mailbox_api import FolderSnapshot, MessageMeta
@@ -64,8 +65,11 @@ class SelectedMailbox:
         self.uidvalidity = snapshot.uidvalidity
         self.uidnext = snapshot.uidnext
         self.highest_modseq = snapshot.highest_modseq
-        self.messages: list[MessageMeta] = list(snapshot.messages)
-        self.uids: list[int] = [m.uid for m in self.messages]
+        # Shared with every other session on the folder (the store hands out one tuple per
+        # folder state) until this view diverges: 1,000 clients idling in a 10,000-message
+        # INBOX then hold one copy, not 1,000 (copy-on-write in `_own`).
+        self.messages: Sequence[MessageMeta] = snapshot.messages
+        self.uids: Sequence[int] = shared_uids(snapshot.messages)
         self.recent: set[int] = set(snapshot.recent)
         self.gone: set[int] = set()      # expunged in the store, not yet told to the client
         self._seen = _token(snapshot)
@@ -90,6 +94,20 @@ class SelectedMailbox:
         """Expunged by someone else but still in this view (RFC 9051 7.5.1)."""
         return uid in self.gone
 
+    def _own(self) -> tuple[list[MessageMeta], list[int]]:
+        """This view's own lists, copied from the shared ones before the first change."""
+        if not isinstance(self.messages, list):
+            self.messages = list(self.messages)
+        if not isinstance(self.uids, list):
+            self.uids = list(self.uids)
+        return self.messages, self.uids
+
+    def _share(self, snapshot: FolderSnapshot) -> None:
+        """Back to the shared tuples once the view equals the store's state again."""
+        if not self.gone and len(self.uids) == len(snapshot.messages):
+            self.messages = snapshot.messages
+            self.uids = shared_uids(snapshot.messages)
+
     # -- changes made by this session --------------------------------------------------------
 
     def apply_own(self, changed: tuple[MessageMeta, ...]) -> None:
@@ -97,7 +115,8 @@ class SelectedMailbox:
         for meta in changed:
             seq = self.seq_of(meta.uid)
             if seq is not None:
-                self.messages[seq - 1] = meta
+                messages, _uids = self._own()
+                messages[seq - 1] = meta
                 self.highest_modseq = max(self.highest_modseq, meta.modseq)
 
     def remove_own(self, uids: list[int]) -> list[int]:
@@ -108,8 +127,9 @@ class SelectedMailbox:
             seq = self.seq_of(uid)
             if seq is not None:
                 seqs.append(seq)
-                del self.uids[seq - 1]
-                del self.messages[seq - 1]
+                messages, own_uids = self._own()
+                del own_uids[seq - 1]
+                del messages[seq - 1]
                 self.recent.discard(uid)
                 self.gone.discard(uid)
         return seqs
@@ -133,21 +153,24 @@ class SelectedMailbox:
             if allow_expunge and self.gone:
                 updates += self._report_expunges(qresync)
             return updates
+        seen_modseq = self._seen[0]
         self._seen = _token(snapshot)
-        current = {m.uid: m for m in snapshot.messages}
+        current = shared_uid_set(snapshot.messages)
         self.gone |= {uid for uid in self.uids if uid not in current}
         if allow_expunge and self.gone:
             updates += self._report_expunges(qresync)
-        updates += self._flag_changes(current, condstore)
+        updates += self._flag_changes(snapshot, seen_modseq, condstore)
         added = [m for m in snapshot.messages if m.uid > (self.uids[-1] if self.uids else 0)]
         self.recent |= set(snapshot.recent)
         if added:
-            self.messages += added
-            self.uids += [m.uid for m in added]
+            messages, uids = self._own()
+            messages += added
+            uids += [m.uid for m in added]
             updates.append(Exists(len(self.uids)))
             updates.append(Recent(len(self.recent)))
         self.uidnext = max(self.uidnext, snapshot.uidnext)
         self.highest_modseq = max(self.highest_modseq, snapshot.highest_modseq)
+        self._share(snapshot)
         return updates
 
     def _report_expunges(self, qresync: bool) -> list[Update]:
@@ -157,16 +180,50 @@ class SelectedMailbox:
             return [Vanished(tuple(gone))]
         return [Expunge(seq) for seq in self.remove_own(gone)]
 
-    def _flag_changes(self, current: dict[int, MessageMeta], condstore: bool) -> list[Update]:
+    def _flag_changes(self, snapshot: FolderSnapshot, seen_modseq: int,
+                      condstore: bool) -> list[Update]:
+        """FETCH FLAGS for messages whose MODSEQ moved past what this view had seen (every
+        flag change bumps it), compared with what the view shows."""
         updates: list[Update] = []
-        for index, old in enumerate(self.messages):
-            new = current.get(old.uid)
-            if new is None or new == old:
+        for new in snapshot.messages:
+            if new.modseq <= seen_modseq:
+                continue
+            seq = self.seq_of(new.uid)
+            if seq is None:
+                continue
+            old = self.messages[seq - 1]
+            if new == old:
                 continue
             if new.flags != old.flags or (condstore and new.modseq != old.modseq):
-                updates.append(FlagsChanged(index + 1, new))
-            self.messages[index] = replace(old, flags=new.flags, modseq=new.modseq)
+                updates.append(FlagsChanged(seq, new))
+            messages, _uids = self._own()
+            messages[seq - 1] = replace(old, flags=new.flags, modseq=new.modseq)
         return updates
+
+
+_SHARED: dict[int, tuple[tuple[MessageMeta, ...], tuple[int, ...], frozenset[int]]] = {}
+_SHARED_MAX = 256
+
+
+def _shared(messages: tuple[MessageMeta, ...]
+            ) -> tuple[tuple[MessageMeta, ...], tuple[int, ...], frozenset[int]]:
+    """The UIDs of one folder state, computed once for all views on it (keyed by the
+    tuple's identity; the entry keeps the tuple alive so the key stays valid)."""
+    found = _SHARED.get(id(messages))
+    if found is None or found[0] is not messages:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.pop(next(iter(_SHARED), 0), None)
+        uids = tuple(m.uid for m in messages)
+        found = _SHARED[id(messages)] = (messages, uids, frozenset(uids))
+    return found
+
+
+def shared_uids(messages: tuple[MessageMeta, ...]) -> tuple[int, ...]:
+    return _shared(messages)[1]
+
+
+def shared_uid_set(messages: tuple[MessageMeta, ...]) -> frozenset[int]:
+    return _shared(messages)[2]
 
 
 def _token(snapshot: FolderSnapshot) -> tuple[int, int, int]:

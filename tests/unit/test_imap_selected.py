@@ -42,7 +42,7 @@ def test_new_messages_give_exists_and_recent() -> None:
     updates = view.refresh(snap(meta(1), meta(2), meta(3), recent=frozenset({2, 3})),
                            allow_expunge=True)
     assert updates == [Exists(3), Recent(2)]
-    assert view.uids == [1, 2, 3]
+    assert list(view.uids) == [1, 2, 3]
 
 
 def test_expunges_are_sent_as_current_sequence_numbers() -> None:
@@ -50,7 +50,7 @@ def test_expunges_are_sent_as_current_sequence_numbers() -> None:
     updates = view.refresh(snap(meta(1), meta(3), modseq=2), allow_expunge=True)
     # Highest first, so each number is valid when the client reads it.
     assert updates == [Expunge(4), Expunge(2)]
-    assert view.uids == [1, 3]
+    assert list(view.uids) == [1, 3]
 
 
 def test_expunges_wait_while_fetch_store_search_are_answered() -> None:
@@ -61,7 +61,7 @@ def test_expunges_wait_while_fetch_store_search_are_answered() -> None:
     assert view.is_expunged(2)
     later = view.refresh(snap(meta(1), meta(3), meta(4), modseq=2), allow_expunge=True)
     assert later == [Expunge(2)]
-    assert view.uids == [1, 3, 4]
+    assert list(view.uids) == [1, 3, 4]
     assert not view.is_expunged(2)
 
 
@@ -90,4 +90,19 @@ def test_modseq_only_changes_matter_only_with_condstore() -> None:
 def test_own_expunge_numbers() -> None:
     view = SelectedMailbox(snap(*(meta(u) for u in range(1, 6))))
     assert view.remove_own([2, 4]) == [4, 2]
-    assert view.uids == [1, 3, 5]
+    assert list(view.uids) == [1, 3, 5]
+
+
+def test_views_on_one_folder_state_share_their_lists_until_they_diverge() -> None:
+    """1,000 idle clients on a big INBOX must not hold 1,000 copies of it."""
+    state = snap(meta(1), meta(2), meta(3))
+    first, second = SelectedMailbox(state), SelectedMailbox(state)
+    assert first.messages is second.messages
+    assert first.uids is second.uids
+    first.apply_own((meta(2, "\\Seen", modseq=2),))
+    assert first.messages is not second.messages            # copied on write
+    assert second.message_at(2).flags == frozenset()
+    after = snap(meta(1), meta(2, "\\Seen", modseq=2), meta(3))
+    first.refresh(after, allow_expunge=True)
+    second.refresh(after, allow_expunge=True)
+    assert first.messages is second.messages is after.messages   # shared again
