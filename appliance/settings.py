@@ -112,6 +112,10 @@ SCHEMA: tuple[Setting, ...] = (
             "`452 4.3.1` (mail is refused, never lost); `0` turns the check off.",
             validate=parse_space,
             accepted_text="bytes (e.g. `512MiB`, `2G`, `0`) or a percentage (e.g. `5%`)"),
+    Setting("limits", "max_messages_per_account", int, 0,
+            "Messages one account may keep in all its folders (the MESSAGE quota of IMAP "
+            "QUOTA, RFC 9208); APPEND, COPY and MOVE beyond it get `NO [OVERQUOTA]`. 0 means "
+            "no limit; the storage quota is set per account.", 0, 100_000_000),
     Setting("engine", "workers", int, 0,
             "Engine processes: 1 runs everything in one process; N > 1 runs N workers that "
             "share the MX port (SO_REUSEPORT) under a supervisor, the first of which also "

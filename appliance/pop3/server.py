@@ -261,7 +261,9 @@ class _ThreadLocalLookup:
 
 def build_stores(settings: Settings) -> MaildirStores:
     """The Maildir store of `settings.data_dir` (share one per process with IMAP)."""
-    return MaildirStores(settings.data_dir, _ThreadLocalLookup(settings.data_dir))
+    limit = settings.get_int("limits.max_messages_per_account")
+    return MaildirStores(settings.data_dir, _ThreadLocalLookup(settings.data_dir),
+                         messages_limit=limit or None)
 
 
 def build_backend(settings: Settings, executor: Executor, guard: LoginGuard,

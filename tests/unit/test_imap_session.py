@@ -221,3 +221,22 @@ def test_quota_and_namespace(client: CoreClient) -> None:
     assert client.send("b GETQUOTAROOT INBOX") == ["* QUOTAROOT INBOX",
                                                    "b OK GETQUOTAROOT completed"]
     assert client.send('c SETQUOTA "" (STORAGE 10)')[0].startswith("c NO [NOPERM]")
+
+
+def test_message_quota_is_reported_and_enforced(
+        world: tuple[Path, MaildirStores, MaildirStore, Mailbox]) -> None:
+    data_dir, _stores, store, mailbox = world
+    deliver(store, mailbox, "one")
+    directory = SqliteDirectory(open_database(data_dir))
+    directory.set_quota(ADDRESS, 10_000)
+    c = CoreClient(data_dir, MaildirStores(data_dir, directory, messages_limit=2))
+    c.send("a LOGIN alice@example.test x")
+    assert c.send("b GETQUOTAROOT INBOX") == [
+        '* QUOTAROOT INBOX ""', '* QUOTA "" (STORAGE 1 9 MESSAGE 1 2)',
+        "b OK GETQUOTAROOT completed"]
+    message = b"Subject: two\r\n\r\nhello\r\n"
+    c.send(b"c APPEND INBOX {%d+}\r\n" % len(message) + message)
+    c.send(b"d APPEND INBOX {%d+}\r\n" % len(message) + message)
+    assert c.send("e STATUS INBOX (MESSAGES)")[0] == "* STATUS INBOX (MESSAGES 2)"
+    refused = c.send(b"f APPEND INBOX {%d+}\r\n" % len(message) + message)
+    assert refused[-1] == "f NO [OVERQUOTA] Quota exceeded"
