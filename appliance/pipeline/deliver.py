@@ -100,6 +100,14 @@ class Deliverer:
             self.on_local_success(queue_id, sender, envid, message, plan.delivered_locally)
         return queue_id
 
+    async def quota_deferral(self, resolution: Resolution, size: int = 0) -> str | None:
+        """`quota_refusal` from the event loop: asks the store (in a thread) only when one of
+        the recipient's mailboxes has a quota. For RCPT on the MX and on submission."""
+        if not any(mailbox.quota_bytes for mailbox in resolution.mailboxes):
+            return None
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self.quota_refusal, resolution, size)
+
     def quota_refusal(self, resolution: Resolution, size: int = 0) -> str | None:
         """The reply refusing a recipient at RCPT because one of its mailboxes has no room
         for `size` octets (the SIZE the client announced, or 0: none at all), or None.

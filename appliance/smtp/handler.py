@@ -7,7 +7,6 @@ fsyncs never block the event loop; the `250` is sent only after they finished.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from concurrent.futures import Executor
 
@@ -83,14 +82,12 @@ class MxHandler:
                       recipient=str(recipient), reason=resolution.status.value,
                       reply=rejection[:3])
             return rejection
-        if any(mailbox.quota_bytes for mailbox in resolution.mailboxes):
-            full = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._deliverer.quota_refusal, resolution,
-                announced_size(envelope.mail_options))
-            if full is not None:     # this recipient alone; the sender retries it (4.2.2)
-                log.event("smtp.recipient_deferred", client=client_ip(session),
-                          recipient=str(recipient), reason="over_quota", reply=full[:3])
-                return full
+        full = await self._deliverer.quota_deferral(resolution,
+                                                    announced_size(envelope.mail_options))
+        if full is not None:     # this recipient alone; the sender retries it (4.2.2)
+            log.event("smtp.recipient_deferred", client=client_ip(session),
+                      recipient=str(recipient), reason="over_quota", reply=full[:3])
+            return full
         return envelope.add_recipient(recipient, resolution, rcpt_options)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:

@@ -119,6 +119,10 @@ class SubmissionHandler(SmtpAuthMechanisms):
             if rejection is not None:
                 return self._reject(session, str(recipient), resolution.status.value,
                                     rejection)
+            full = await self._deliverer.quota_deferral(
+                resolution, announced_size(envelope.mail_options))
+            if full is not None:     # this recipient alone (4.2.2): the others go on
+                return self._reject(session, str(recipient), "over_quota", full)
         return envelope.add_recipient(recipient, resolution, rcpt_options)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:

@@ -116,3 +116,21 @@ def test_mailbox_filled_between_rcpt_and_data_tempfails_the_message(
         assert reply(code, text) == replies.MAILBOX_FULL
     assert count(mx, other) == 0
     assert count(mx, tight) == 1           # only the file that filled it
+
+
+def test_submission_refuses_a_full_local_recipient_alone(mx: EngineProcess,
+                                                         new_account: NewAccount) -> None:
+    """Submission to a full local mailbox: that recipient gets 452 4.2.2 at RCPT, the
+    others get the message (the user's client can retry or tell the user)."""
+    from harness.e2e import smtp_client
+    full, other, sender = new_account("subfull"), new_account("subother"), new_account("sub")
+    mx.directory.set_quota(full, QUOTA)
+    fill(mx, full)
+    data = message(other, 99).replace(f"From: <{SENDER}>".encode(), f"From: <{sender}>".encode())
+    with smtp_client(mx, sender) as client:
+        client.mail(sender, [f"SIZE={len(data)}"])     # as fill() sent: no room for it
+        code, text = client.rcpt(full)
+        assert reply(code, text) == replies.MAILBOX_FULL
+        assert client.rcpt(other)[0] == 250
+        assert client.data(data)[0] == 250
+    assert count(mx, other) == 1
