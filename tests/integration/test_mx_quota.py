@@ -122,7 +122,7 @@ def test_submission_refuses_a_full_local_recipient_alone(mx: EngineProcess,
                                                          new_account: NewAccount) -> None:
     """Submission to a full local mailbox: that recipient gets 452 4.2.2 at RCPT, the
     others get the message (the user's client can retry or tell the user)."""
-    from harness.e2e import smtp_client
+    from harness.submission import smtp_client
     full, other, sender = new_account("subfull"), new_account("subother"), new_account("sub")
     mx.directory.set_quota(full, QUOTA)
     fill(mx, full)
