@@ -64,6 +64,7 @@ def build_deliverer(settings: Settings, executor: Executor,
     """
     wake_path = wake_socket_path(settings.data_dir / QUEUE_DIR)
     deliverer = Deliverer(MaildirStore(settings.data_dir), open_spool(settings), executor,
+                          messages_limit=settings.get_int("limits.max_messages_per_account"),
                           on_queued=lambda: send_wake(wake_path),
                           check_space=space_guard(settings).check)
     if directory is None:

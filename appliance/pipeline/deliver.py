@@ -5,7 +5,8 @@ bounces. It returns only when every copy is fsync'ed, so its caller may answer `
 queue entry is written first: if the Maildir step then fails, the entry is removed again and
 the caller tempfails the whole message (the client retries; nothing is half-accepted).
 
-Quota (`Mailbox.quota_bytes`): a recipient whose mailbox is full is refused on its own at
+Quota (`Mailbox.quota_bytes`, and `limits.max_messages_per_account` for the number of
+messages): a recipient whose mailbox is full is refused on its own at
 RCPT with `452 4.2.2` (`quota_refusal`, asked by the MX handler), so the sender retries just
 that recipient and the others get the message now. SMTP has one reply for the whole message
 after DATA (RFC 5321 3.3; only LMTP answers per recipient, RFC 2033 4.2), and we have no
@@ -59,8 +60,10 @@ class Deliverer:
     def __init__(self, store: MailStore, queue: Queue, executor: Executor, *,
                  on_queued: Callable[[], None] | None = None,
                  check_space: SpaceCheck | None = None,
-                 on_local_success: SuccessNotice | None = None) -> None:
+                 on_local_success: SuccessNotice | None = None,
+                 messages_limit: int = 0) -> None:
         self._store = store
+        self._messages_limit = messages_limit     # limits.max_messages_per_account; 0: none
         self._queue = queue
         self._executor = executor
         self._on_queued = on_queued
@@ -103,7 +106,8 @@ class Deliverer:
     async def quota_deferral(self, resolution: Resolution, size: int = 0) -> str | None:
         """`quota_refusal` from the event loop: asks the store (in a thread) only when one of
         the recipient's mailboxes has a quota. For RCPT on the MX and on submission."""
-        if not any(mailbox.quota_bytes for mailbox in resolution.mailboxes):
+        if not self._messages_limit and not any(
+                mailbox.quota_bytes for mailbox in resolution.mailboxes):
             return None
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, self.quota_refusal, resolution, size)
@@ -119,13 +123,16 @@ class Deliverer:
         return None
 
     def _quota_reply(self, mailbox: Mailbox, size: int) -> str | None:
-        if not mailbox.quota_bytes:
+        if not mailbox.quota_bytes and not self._messages_limit:
             return None
-        used = self._store.usage_for_delivery(mailbox)
+        used, count = self._store.totals_for_delivery(mailbox)
         reply = quota_reply(used, mailbox.quota_bytes, size)
+        if reply is None and self._messages_limit and count >= self._messages_limit:
+            reply = replies.MAILBOX_FULL      # the message-count quota (RFC 9208 MESSAGE)
         if reply is not None:
             log.event("deliver.over_quota", mailbox=mailbox.address, used=used,
-                      quota=mailbox.quota_bytes, size=size)
+                      quota=mailbox.quota_bytes, messages=count,
+                      messages_limit=self._messages_limit, size=size)
         return reply
 
     def _check_quotas(self, mailboxes: Sequence[Mailbox], size: int) -> None:

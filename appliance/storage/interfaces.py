@@ -70,6 +70,10 @@ class MailStore(Protocol):
         and delivery; mail delivered but not yet seen by IMAP/POP3 counts too."""
         ...
 
+    def totals_for_delivery(self, mailbox: Mailbox) -> tuple[int, int]:
+        """(octets, messages) the mailbox holds, for its storage and message quotas."""
+        ...
+
 
 class RecipientState(enum.Enum):
     """Where one queued recipient stands."""

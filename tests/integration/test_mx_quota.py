@@ -134,3 +134,21 @@ def test_submission_refuses_a_full_local_recipient_alone(mx: EngineProcess,
         assert client.rcpt(other)[0] == 250
         assert client.data(data)[0] == 250
     assert count(mx, other) == 1
+
+
+def test_message_count_quota_refuses_at_rcpt(tmp_path: Path) -> None:
+    """limits.max_messages_per_account: the MESSAGE quota holds on SMTP delivery too."""
+    with EngineProcess(tmp_path / "data", limits__max_messages_per_account=2) as engine:
+        engine.add_domain("example.test")
+        address = "counted@example.test"
+        engine.add_account(address)
+        send(engine, [address], 1)
+        send(engine, [address], 2)
+        try:
+            send(engine, [address], 3)
+        except smtplib.SMTPRecipientsRefused as exc:
+            [(code, text)] = exc.recipients.values()
+            assert reply(code, text) == replies.MAILBOX_FULL
+        else:
+            raise AssertionError("the third message was accepted")
+        assert count(engine, address) == 2

@@ -18,7 +18,7 @@ from appliance.core.errors import DeliveryError
 from appliance.core.fsio import DIRECTORY_SYNC, unique_name, write_new_file
 from appliance.storage.interfaces import Mailbox
 from appliance.storage.maildir.flags import crlf_size
-from appliance.storage.maildir.usage import delivery_usage
+from appliance.storage.maildir.usage import delivery_totals, delivery_usage
 
 SUBDIRS = ("cur", "new", "tmp")
 STALE_TMP_SECONDS = 36 * 3600   # the Maildir convention for abandoned tmp/ files
@@ -43,6 +43,10 @@ class MaildirStore:
     def usage_for_delivery(self, mailbox: Mailbox) -> int:
         """Octets the mailbox holds (`maildir.usage`), for its quota."""
         return delivery_usage(self.maildir(mailbox))
+
+    def totals_for_delivery(self, mailbox: Mailbox) -> tuple[int, int]:
+        """(octets, messages) the mailbox holds, for the storage and message quotas."""
+        return delivery_totals(self.maildir(mailbox))
 
     def deliver(self, message: bytes, mailboxes: Sequence[Mailbox]) -> None:
         """Store `message` in every mailbox durably, or raise DeliveryError leaving nothing."""

@@ -21,31 +21,40 @@ from appliance.storage.maildir.index import INDEX_NAME
 
 def delivery_usage(maildir: Path) -> int:
     """Octets held by the Maildir at `maildir` (0 when it does not exist yet)."""
-    return _indexed(maildir / INDEX_NAME) + _not_indexed(os.fspath(maildir) + "/new")
+    return delivery_totals(maildir)[0]
 
 
-def _indexed(path: Path) -> int:
-    """The sum of the index's message sizes over all folders (one aggregate query)."""
+def delivery_totals(maildir: Path) -> tuple[int, int]:
+    """(octets, messages) held by the Maildir at `maildir`, for the storage and the
+    message-count quota."""
+    octets, count = _indexed(maildir / INDEX_NAME)
+    new_octets, new_count = _not_indexed(os.fspath(maildir) + "/new")
+    return octets + new_octets, count + new_count
+
+
+def _indexed(path: Path) -> tuple[int, int]:
+    """The sum of the index's message sizes, and their number, over all folders (one
+    aggregate query)."""
     if not path.exists():
-        return 0             # never opened by IMAP/POP3: everything is still in new/
+        return 0, 0          # never opened by IMAP/POP3: everything is still in new/
     conn = sqlite3.connect(path, timeout=5.0)
     try:
-        row = conn.execute("SELECT COALESCE(SUM(size), 0) FROM messages").fetchone()
-        return int(row[0])
+        row = conn.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM messages").fetchone()
+        return int(row[0]), int(row[1])
     except sqlite3.DatabaseError:
-        return 0             # no table yet, or broken: the next open rebuilds it
+        return 0, 0          # no table yet, or broken: the next open rebuilds it
     finally:
         conn.close()
 
 
-def _not_indexed(new: str) -> int:
+def _not_indexed(new: str) -> tuple[int, int]:
     """Mail in new/: the `,W=` size in its name (as we and Dovecot deliver), else counted
-    from the file."""
-    total = 0
+    from the file; and how many files."""
+    total = count = 0
     try:
         entries = os.scandir(new)
     except FileNotFoundError:
-        return 0
+        return 0, 0
     with entries:
         for entry in entries:
             if entry.name.startswith("."):
@@ -54,7 +63,8 @@ def _not_indexed(new: str) -> int:
             if crlf is None:
                 crlf = stored if stored is not None else _file_size(entry)
             total += crlf
-    return total
+            count += 1
+    return total, count
 
 
 def _file_size(entry: os.DirEntry[str]) -> int:
