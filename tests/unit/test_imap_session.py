@@ -240,3 +240,21 @@ def test_message_quota_is_reported_and_enforced(
     assert c.send("e STATUS INBOX (MESSAGES)")[0] == "* STATUS INBOX (MESSAGES 2)"
     refused = c.send(b"f APPEND INBOX {%d+}\r\n" % len(message) + message)
     assert refused[-1] == "f NO [OVERQUOTA] Quota exceeded"
+
+
+def test_mailbox_names_are_modified_utf7_until_utf8_is_enabled(
+        world: tuple[Path, MaildirStores, MaildirStore, Mailbox]) -> None:
+    data_dir, stores, _store, _mailbox = world
+    c = CoreClient(data_dir, stores)
+    c.send("a LOGIN alice@example.test x")
+    assert c.send("b CREATE Entw&APw-rfe") == ["b OK CREATE completed"]
+    assert c.send('c LIST "" "Entw*"') == ['* LIST (\\HasNoChildren) "/" Entw&APw-rfe',
+                                           "c OK LIST completed"]
+    assert c.send("d ENABLE UTF8=ACCEPT") == ["* ENABLED UTF8=ACCEPT",
+                                              "d OK ENABLE completed"]
+    assert c.send('e LIST "" "Entw*"') == ['* LIST (\\HasNoChildren) "/" "Entwürfe"',
+                                           "e OK LIST completed"]
+    assert c.send('f STATUS "Entwürfe" (MESSAGES)') == ['* STATUS "Entwürfe" (MESSAGES 0)',
+                                                        "f OK STATUS completed"]
+    # On disk: Maildir++ with the modified UTF-7 name, as Dovecot and Courier write it.
+    assert (data_dir / "mail/example.test/alice/.Entw&APw-rfe").is_dir()
