@@ -1,6 +1,6 @@
 """Bulk calls of the Maildir account for large folders: STORE on 1,000 messages (one rename
-each, one UPDATE batch, one directory fsync), `get_cached_many` and `headers_many` (the
-header cache that SEARCH reads)."""
+each, one UPDATE batch, one directory fsync), COPY and MOVE of 1,000, `get_cached_many` and
+`headers_many` (the header cache that SEARCH reads)."""
 
 from __future__ import annotations
 
@@ -80,6 +80,44 @@ def test_store_on_a_thousand_messages(big: MaildirAccount, monkeypatch: pytest.M
     assert sum("\\Flagged" in m.flags for m in fresh.sync(INBOX).messages) == 1000
     print(f"\nSTORE 1:1000 +/-FLAGS: best {min(timings) * 1000:.1f} ms, "
           f"worst {max(timings) * 1000:.1f} ms")
+    fresh.close()
+    big.close()
+
+
+def test_copy_and_move_a_thousand_messages(big: MaildirAccount,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """One fsync of each changed directory per call, one intent written and gone again."""
+    root = big._root
+    synced: list[Path] = []
+    real_sync = fsio.DIRECTORY_SYNC.sync
+
+    def counted_sync(directory: Path) -> None:      # the real fsync, counted
+        synced.append(directory)
+        real_sync(directory)
+
+    big.create_folder("Other")
+    big.create_folder("Copies")
+    monkeypatch.setattr(fsio.DIRECTORY_SYNC, "sync", counted_sync)
+    uids = list(range(1, 1001))
+    started = time.perf_counter()
+    copied = big.copy(INBOX, uids, "Copies")
+    copy_time = time.perf_counter() - started
+    assert synced == [root / ".Copies" / "cur"]
+    synced.clear()
+    started = time.perf_counter()
+    moved = big.move(INBOX, uids, "Other")
+    move_time = time.perf_counter() - started
+    assert sorted(synced) == [root / ".Other" / "cur", root / "cur"]
+    assert copied.target_uids == moved.target_uids == tuple(uids)
+    assert moved.source_uids == tuple(uids)
+    assert len(os.listdir(root / ".Other" / "cur")) == 1000
+    assert len(os.listdir(root / "cur")) == 1000
+    with sqlite3.connect(root / INDEX_NAME) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM intents").fetchone() == (0,)
+    fresh = MaildirAccount(big.address, root)       # what the disk says agrees with the index
+    assert [m.uid for m in fresh.sync("Other").messages] == uids
+    assert all(m.flags == {"\\Seen"} for m in fresh.sync("Copies").messages)
+    print(f"\nCOPY 1:1000 {copy_time * 1000:.1f} ms, MOVE 1:1000 {move_time * 1000:.1f} ms")
     fresh.close()
     big.close()
 

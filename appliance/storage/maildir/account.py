@@ -3,7 +3,10 @@
 
 One RLock serialises an account's calls within the process; across processes the index's
 write lock (BEGIN IMMEDIATE) covers every reconciliation and change. Folder operations live
-in `folder_ops`, message changes in `writes`, reconciliation in `sync`.
+in `folder_ops`, message changes in `writes`, reconciliation in `sync`. A COPY or MOVE takes
+two transactions: the first writes down its intent, the second makes the links (and unlinks
+the sources) and commits the result with the intent deleted; the intents a crash left are
+undone on open and by any write transaction that finds them (`intents`, `_settle`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from appliance.storage.mailbox_api import (
     SpecialUse,
     StoreResult,
 )
-from appliance.storage.maildir import cache, files, folder_ops, locks, writes
+from appliance.storage.maildir import cache, files, folder_ops, intents, locks, writes
 from appliance.storage.maildir import flags as names
 from appliance.storage.maildir.folders import normalise
 from appliance.storage.maildir.index import data_version, open_index, write
@@ -59,12 +62,32 @@ class MaildirAccount(folder_ops.FolderOps):
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         conn, _fresh = open_index(root)
         super().__init__(root, conn)
+        self._guard = locks.IntentGuard(root)
+        self._own: set[int] = set()     # ids of this object's intents under way
         self._set_up()
+        self._settle_on_open()
 
     def close(self) -> None:
         with self._lock:
             self._states.clear()
             self._conn.close()
+            self._guard.close()
+
+    def _settle_on_open(self) -> None:
+        """Undo what crashed COPY/MOVE calls left, before anything reads the folders."""
+        with self._lock:
+            if self._conn.execute("SELECT 1 FROM intents LIMIT 1").fetchone() is not None:
+                with write(self._conn):
+                    self._settle()
+
+    def _settle(self) -> frozenset[str]:
+        """Inside a write transaction: `intents.settle`; base names a reconciliation must
+        leave alone."""
+        in_flight, undone = intents.settle(self._conn, self._root, self._guard, self._own)
+        if undone:
+            for state in self._states.values():
+                state.stamp = None          # the undo changed files behind their stamps
+        return in_flight
 
     def add_junk_listener(self, listener: JunkListener) -> None:
         self._listeners.append(listener)
@@ -77,6 +100,7 @@ class MaildirAccount(folder_ops.FolderOps):
         source, target = normalise(old), normalise(new)
         if source != INBOX:
             with self._lock, write(self._conn):
+                self._settle()          # an intent names folders: undo it where it was
                 self._rename_tree(source, target)
             return
         with self._lock:
@@ -112,8 +136,9 @@ class MaildirAccount(folder_ops.FolderOps):
                 fresh.data_version = version
                 return fresh
         with write(self._conn):
+            in_flight = self._settle()
             state = self._current(state)
-            reconcile(self._conn, state, names.read_keywords(state.path))
+            reconcile(self._conn, state, names.read_keywords(state.path), in_flight)
         state.data_version = version
         return state
 
@@ -125,13 +150,14 @@ class MaildirAccount(folder_ops.FolderOps):
     def _for_write(self, name: str) -> FolderState:
         """Inside a write transaction: the folder's state matching the index and the disk
         (its `stamp` then matches the disk too, or is None when it is not to be trusted)."""
+        in_flight = self._settle()
         state = self._current(self._state(name))
         try:
             stamp = stamp_of(state.path)
         except FileNotFoundError:
             raise NoSuchFolderError(f"no folder {name}") from None
         if stamp != state.stamp:
-            reconcile(self._conn, state, names.read_keywords(state.path))
+            reconcile(self._conn, state, names.read_keywords(state.path), in_flight)
         return state
 
     def _changed_by_us(self, *states: FolderState) -> None:
@@ -276,19 +302,63 @@ class MaildirAccount(folder_ops.FolderOps):
         return self._copy(name, uids, target, move=True)
 
     def _copy(self, name: str, uids: Sequence[int], target: str, move: bool) -> CopyResult:
+        """COPY/MOVE as one step across crashes: the intent first (`_begin_copy`, which
+        holds the intent lock when it returns one), then the links, the unlinks and one
+        commit of the result with the intent deleted (RFC 9051 6.4.7, RFC 6851 3.3)."""
         with self._lock:
+            intent, links, uidvalidity = self._begin_copy(name, uids, target, move)
+            if intent is None:
+                return CopyResult(uidvalidity, (), ())
+            try:
+                with write(self._conn):
+                    source, goal = self._for_write(name), self._for_write(target)
+                    old, new = writes.copy_messages(self._conn, source, goal, links)
+                    if move:
+                        writes.remove_messages(self._conn, source, old)
+                    intents.forget(self._conn, intent.id)
+                    self._changed_by_us(source, goal)
+            except BaseException:
+                self._abandon(intent)
+                raise
+            finally:
+                self._own.discard(intent.id)
+                self._guard.release()
+            self._junk_event(source, goal, old, new)
+        return CopyResult(goal.uidvalidity, tuple(old), tuple(new))
+
+    def _begin_copy(self, name: str, uids: Sequence[int], target: str,
+                    move: bool) -> tuple[intents.Intent | None, list[writes.Link], int]:
+        """Plan the links and commit the intent; (intent or None when there is nothing to
+        copy, the planned links, the target's UIDVALIDITY)."""
+        held = False
+        try:
             with write(self._conn):
-                source = self._for_write(name)
-                goal = self._for_write(target)
+                source, goal = self._for_write(name), self._for_write(target)
                 present = [uid for uid in set(uids) if uid in source.metas]
                 if not move:     # a MOVE within the account does not grow its usage
                     self._check_quota(sum(source.metas[u].size for u in present), len(present))
-                old, new = writes.copy_messages(self._conn, source, goal, present)
-                if move:
-                    writes.remove_messages(self._conn, source, old)
-                self._changed_by_us(source, goal)
-            self._junk_event(source, goal, old, new)
-        return CopyResult(goal.uidvalidity, tuple(old), tuple(new))
+                links = writes.plan_copy(source, goal, present)
+                if not links:
+                    return None, [], goal.uidvalidity
+                self._guard.hold()      # never waits: only a write transaction takes it EX
+                held = True
+                named = tuple((*link.source, link.filename) for link in links)
+                kind = intents.MOVE if move else intents.COPY
+                intent = intents.Intent(
+                    intents.record(self._conn, kind, source.name, goal.name, named),
+                    kind, source.name, goal.name, named)
+        except BaseException:
+            if held:
+                self._guard.release()
+            raise
+        self._own.add(intent.id)
+        return intent, links, goal.uidvalidity
+
+    def _abandon(self, intent: intents.Intent) -> None:
+        """After a failed COPY/MOVE (its transaction rolled back): undo it now."""
+        for folder in (intent.source, intent.target):
+            self._states.pop(folder, None)       # holds rows the rollback took back
+        intents.abandon(self._conn, self._root, intent)
 
     def expunge(self, name: str, uids: Sequence[int] | None = None) -> list[int]:
         with self._lock, write(self._conn):

@@ -44,11 +44,11 @@ def discard(temp: Path) -> None:
         os.unlink(temp)
 
 
-def link_copy(source: Path, folder: Path, filename: str) -> None:
-    """Put a copy of `source` into `folder`/cur/ as `filename`: a hard link when possible
-    (same inode, so the internal date is shared), else a written copy with the same mtime.
-    The caller fsyncs the directory once for a batch (`sync_dirs`)."""
-    target = folder / "cur" / filename
+def link_copy(source: str | Path, folder: Path, filename: str, subdir: str = "cur") -> None:
+    """Put a copy of `source` into `folder`/`subdir`/ as `filename`: a hard link when
+    possible (same inode, so the internal date is shared), else a written copy with the same
+    mtime. The caller fsyncs the directory once for a batch (`sync_dirs`)."""
+    target = f"{os.fspath(folder)}/{subdir}/{filename}"     # plain strings: see FlagRenamer
     try:
         os.link(source, target)
         return
@@ -56,8 +56,8 @@ def link_copy(source: Path, folder: Path, filename: str) -> None:
         raise
     except OSError:
         pass                       # EXDEV, EMLINK, EPERM: fall back to a copy
-    data = source.read_bytes()
-    mtime = source.stat().st_mtime
+    data = Path(source).read_bytes()
+    mtime = os.stat(source).st_mtime
     temp = folder / "tmp" / names.split_name(filename)[0]
     write_new_file(temp, data)
     os.utime(temp, (mtime, mtime))
@@ -95,7 +95,7 @@ class FlagRenamer:
         return filename
 
 
-def unlink(path: Path) -> None:
+def unlink(path: str | Path) -> None:
     """Remove a message file; one already gone (another tool removed it) is fine."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)

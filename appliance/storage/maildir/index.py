@@ -5,6 +5,7 @@ The Maildir is the truth; the index adds what a Maildir cannot hold (UIDs, UIDVA
 MODSEQ, expunge history, subscriptions, special use, keywords beyond 26) and can always be
 rebuilt. A rebuild keeps whatever rows the old file still yields, so UIDs stay stable
 when they can; folders it cannot recover get a new UIDVALIDITY (RFC 3501 2.3.1.1).
+An index of an older version this code knows how to extend is upgraded in place instead.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from appliance.core.fsio import atomic_write
 
 INDEX_NAME = "mailstead-index.db"
 UIDVALIDITY_FILE = "mailstead-uidvalidity"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Versions upgraded in place by creating the tables they lack (1: no `intents`).
+_UPGRADABLE = {1: frozenset({"intents"})}
 
 _TABLES = {
     "meta": "key TEXT PRIMARY KEY, value TEXT NOT NULL",
@@ -41,6 +44,9 @@ _TABLES = {
                  "modseq INTEGER NOT NULL, PRIMARY KEY (folder_id, uid)"),
     "cache": ("folder_id INTEGER NOT NULL, uid INTEGER NOT NULL, key TEXT NOT NULL, "
               "value TEXT NOT NULL, PRIMARY KEY (folder_id, uid, key)"),
+    # A COPY or MOVE under way (see `intents`): files is JSON [[subdir, source, link], ...].
+    "intents": ("id INTEGER PRIMARY KEY, kind TEXT NOT NULL, source TEXT NOT NULL, "
+                "target TEXT NOT NULL, files TEXT NOT NULL"),
 }
 _INDEXES = ("CREATE INDEX IF NOT EXISTS messages_modseq ON messages (folder_id, modseq)",
             "CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (folder_id, modseq)")
@@ -53,6 +59,7 @@ _SALVAGE = {
     "messages": ("folder_id", "uid", "base", "subdir", "filename", "flags", "modseq",
                  "internal_date", "size"),
     "expunged": ("folder_id", "uid", "modseq"),
+    "intents": ("id", "kind", "source", "target", "files"),    # to be undone after the rebuild
 }
 
 
@@ -63,6 +70,10 @@ def open_index(root: Path) -> tuple[sqlite3.Connection, bool]:
     try:
         conn = _connect(path)
         if _usable(conn):
+            return conn, False
+        if _upgradable(conn):
+            _create(conn)               # CREATE TABLE IF NOT EXISTS: only the new ones
+            log.event("mailbox.index_upgraded", index=str(path), version=SCHEMA_VERSION)
             return conn, False
         if not existed or _empty(conn):
             _create(conn)
@@ -87,6 +98,14 @@ def _usable(conn: sqlite3.Connection) -> bool:
         return False
     ok = conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
     return ok and _table_names(conn) >= set(_TABLES)
+
+
+def _upgradable(conn: sqlite3.Connection) -> bool:
+    """An intact index of an older version that lacks only tables added since."""
+    added = _UPGRADABLE.get(conn.execute("PRAGMA user_version").fetchone()[0])
+    if added is None or conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+        return False
+    return _table_names(conn) >= set(_TABLES) - added
 
 
 def _empty(conn: sqlite3.Connection) -> bool:

@@ -51,6 +51,7 @@ import contextlib
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,6 +103,12 @@ class FolderState:
     def file_path(self, uid: int) -> Path:
         subdir, filename = self.files[uid]
         return self.path / subdir / filename
+
+    def file_str(self, uid: int) -> str:
+        """`file_path` as a plain string: batches of 1,000 spend more in pathlib than in
+        the system calls."""
+        subdir, filename = self.files[uid]
+        return f"{os.fspath(self.path)}/{subdir}/{filename}"
 
 
 _FOLDER_COLUMNS = "id, uidvalidity, uidnext, highest_modseq, recent_uid, special_use"
@@ -205,18 +212,23 @@ class _OnDisk:
     filename: str
 
 
-def reconcile(conn: sqlite3.Connection, state: FolderState, keywords: list[str]) -> None:
-    """Bring the index (inside the caller's write transaction) and `state` up to the disk."""
+def reconcile(conn: sqlite3.Connection, state: FolderState, keywords: list[str],
+              in_flight: frozenset[str] = frozenset()) -> None:
+    """Bring the index (inside the caller's write transaction) and `state` up to the disk.
+
+    Files and rows whose base name is `in_flight` (a COPY or MOVE not settled yet, see
+    `intents`) are left as they are, and the folder is listed again next time."""
     _move_new_to_cur(state.path)
     marks = _mark_fresh(os.fspath(state.path))
     started = time.time()
     stamp = stamp_of(state.path)
     unmatched = _list(state.path, {file: uid for uid, file in state.files.items()})
+    held = False
     if unmatched.files or unmatched.rows:
-        _apply(conn, state, keywords, unmatched)
+        held = _apply(conn, state, keywords, unmatched, in_flight)
     # Each mtime is trusted if it is still our mark, or old enough (module docstring).
-    trusted = all(mtime == mark or started - mtime / 1e9 > DIRTY_WINDOW
-                  for mtime, mark in zip(stamp, marks, strict=True))
+    trusted = not held and all(mtime == mark or started - mtime / 1e9 > DIRTY_WINDOW
+                               for mtime, mark in zip(stamp, marks, strict=True))
     state.stamp = stamp if trusted else None
 
 
@@ -232,23 +244,30 @@ def _mark_fresh(folder: str) -> tuple[int | None, int | None]:
 
 
 def _apply(conn: sqlite3.Connection, state: FolderState, keywords: list[str],
-           unmatched: _Unmatched) -> None:
+           unmatched: _Unmatched, in_flight: frozenset[str]) -> bool:
+    """Write what the listing found; True when something in flight was held back."""
     changes = _Changes(conn, state)
     gone = set(unmatched.rows.values())
     known = {_base(name) for uid, (_, name) in state.files.items() if uid not in gone}
     arrivals: dict[str, _OnDisk] = {}
+    held = False
     for subdir, filename in unmatched.files:
         base = _base(filename)
-        if base not in known:                 # a second file of one message is left alone
+        if base in in_flight:
+            held = True
+        elif base not in known:               # a second file of one message is left alone
             arrivals.setdefault(base, _OnDisk(subdir, filename))
     for (_, filename), uid in unmatched.rows.items():
         found = arrivals.pop(_base(filename), None)
-        if found is None:
-            changes.expunge(uid)
-        else:
+        if found is not None:
             changes.renamed(uid, found, keywords)
+        elif _base(filename) in in_flight:
+            held = True
+        else:
+            changes.expunge(uid)
     changes.add_new(arrivals, keywords)
     changes.finish()
+    return held
 
 
 def _base(filename: str) -> str:
@@ -344,6 +363,19 @@ def insert_message(conn: sqlite3.Connection, state: FolderState, base: str, subd
                   meta.modseq, meta.internal_date, meta.size))
     state.put(meta, subdir, filename)
     state.uidnext = max(state.uidnext, meta.uid + 1)
+
+
+def insert_messages(conn: sqlite3.Connection, state: FolderState,
+                    added: Sequence[tuple[str, str, str, MessageMeta]]) -> None:
+    """`insert_message` for a batch of (base, subdir, filename, meta), one executemany."""
+    conn.executemany("INSERT INTO messages (folder_id, uid, base, subdir, filename, flags, "
+                     "modseq, internal_date, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     [(state.id, meta.uid, base, subdir, filename, format_flags(meta.flags),
+                       meta.modseq, meta.internal_date, meta.size)
+                      for base, subdir, filename, meta in added])
+    for _, subdir, filename, meta in added:
+        state.put(meta, subdir, filename)
+        state.uidnext = max(state.uidnext, meta.uid + 1)
 
 
 def record_expunged(conn: sqlite3.Connection, state: FolderState, uids: list[int],

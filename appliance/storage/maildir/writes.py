@@ -2,7 +2,9 @@
 
 Each function runs with the folder state fresh (see `MaildirAccount._for_write`), changes the
 files first (durably), then the rows, with one new MODSEQ per call (RFC 7162 3.1.1). A crash
-between the file change and the commit is repaired by the next sync, which trusts the files.
+between the file change and the commit is repaired by the next sync, which trusts the files;
+a COPY or MOVE is first planned (`plan_copy`) and written down as an intent, which the next
+open undoes instead (`intents`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from appliance.storage.mailbox_api import (
     SYSTEM_FLAGS,
@@ -25,6 +28,7 @@ from appliance.storage.maildir.sync import (
     FolderState,
     format_flags,
     insert_message,
+    insert_messages,
     record_expunged,
     set_counters,
 )
@@ -115,32 +119,76 @@ def store(conn: sqlite3.Connection, state: FolderState, uids: Sequence[int],
     return StoreResult(tuple(changed), tuple(refused))
 
 
-def copy_messages(conn: sqlite3.Connection, source: FolderState, target: FolderState,
-                  uids: Sequence[int]) -> tuple[list[int], list[int]]:
-    """Link each message into the target's cur/ with its flags; (source UIDs, target UIDs)."""
+class Link(NamedTuple):
+    """One message of a COPY or MOVE: where it is, and the base its link in the target gets."""
+
+    uid: int
+    source: tuple[str, str]          # (subdir, name) when planned
+    base: str
+    filename: str                    # the link's name when planned (flags may change it)
+
+
+def plan_copy(source: FolderState, target: FolderState, uids: Sequence[int]) -> list[Link]:
+    """Name the target link of each message still there (in UID order), for the intent
+    written before the first link (`intents`)."""
     wanted = [uid for uid in sorted(set(uids)) if uid in source.metas]
-    keywords = names.read_keywords(target.path)
-    all_flags = frozenset().union(*(source.metas[uid].flags for uid in wanted))
-    keywords = names.add_keywords(target.path, keywords, all_flags)
-    modseq = target.highest_modseq + 1
-    pairs: list[tuple[int, int]] = []
+    letters = _Letters(target, source, wanted)
+    planned: list[Link] = []
     for uid in wanted:
         meta = source.metas[uid]
-        path = source.file_path(uid)
         try:
-            base = files.new_base(path.stat().st_size, meta.size)
-            filename = names.file_name(base, names.flags_to_letters(meta.flags, keywords))
-            files.link_copy(path, target.path, filename)
+            size = os.stat(source.file_str(uid)).st_size
         except FileNotFoundError:
             continue            # removed by another tool since the sync: nothing to copy
-        new_uid = target.uidnext
-        insert_message(conn, target, base, "cur", filename,
-                       MessageMeta(new_uid, meta.flags, modseq, meta.internal_date, meta.size))
-        pairs.append((uid, new_uid))
-    if pairs:
+        base = files.new_base(size, meta.size)
+        planned.append(Link(uid, source.files[uid], base,
+                            names.file_name(base, letters.of(meta.flags))))
+    return planned
+
+
+class _Letters:
+    """The target's info letters for flag sets (few distinct ones in a batch)."""
+
+    def __init__(self, target: FolderState, source: FolderState, uids: list[int]) -> None:
+        all_flags = frozenset().union(*(source.metas[uid].flags for uid in uids))
+        self.keywords = names.add_keywords(target.path, names.read_keywords(target.path),
+                                           all_flags)
+        self._known: dict[frozenset[str], str] = {}
+
+    def of(self, flags: frozenset[str]) -> str:
+        letters = self._known.get(flags)
+        if letters is None:
+            letters = self._known[flags] = names.flags_to_letters(flags, self.keywords)
+        return letters
+
+
+def copy_messages(conn: sqlite3.Connection, source: FolderState, target: FolderState,
+                  planned: Sequence[Link]) -> tuple[list[int], list[int]]:
+    """Link each planned message into the target's cur/ with its flags (the planned base;
+    the letters of its flags now); (source UIDs, target UIDs)."""
+    wanted = [link.uid for link in planned if link.uid in source.metas]
+    letters = _Letters(target, source, wanted)
+    modseq = target.highest_modseq + 1
+    added: list[tuple[str, str, str, MessageMeta]] = []
+    old: list[int] = []
+    for link in planned:
+        meta = source.metas.get(link.uid)
+        if meta is None:
+            continue            # expunged since the plan: nothing to copy
+        filename = names.file_name(link.base, letters.of(meta.flags))
+        try:
+            files.link_copy(source.file_str(link.uid), target.path, filename)
+        except FileNotFoundError:
+            continue            # removed by another tool since the sync: nothing to copy
+        new_uid = target.uidnext + len(added)
+        added.append((link.base, "cur", filename,
+                      MessageMeta(new_uid, meta.flags, modseq, meta.internal_date, meta.size)))
+        old.append(link.uid)
+    if added:
         files.sync_dirs(target.path / "cur")
+        insert_messages(conn, target, added)
         set_counters(conn, target, modseq)
-    return [s for s, _ in pairs], [t for _, t in pairs]
+    return old, [meta.uid for _, _, _, meta in added]
 
 
 def remove_messages(conn: sqlite3.Connection, state: FolderState,
@@ -150,8 +198,8 @@ def remove_messages(conn: sqlite3.Connection, state: FolderState,
     if not gone:
         return []
     for uid in gone:
-        files.unlink(state.file_path(uid))
-    files.sync_dirs(*(state.path / state.files[uid][0] for uid in gone))
+        files.unlink(state.file_str(uid))
+    files.sync_dirs(*(state.path / subdir for subdir in {state.files[uid][0] for uid in gone}))
     modseq = state.highest_modseq + 1
     record_expunged(conn, state, gone, modseq)
     set_counters(conn, state, modseq)
