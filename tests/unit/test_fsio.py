@@ -181,3 +181,12 @@ def test_fsync_dir_on_a_real_directory(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"")
     with pytest.raises(NotADirectoryError):
         fsio.fsync_dir(tmp_path / "f")
+
+
+def test_read_whole_reads_small_empty_and_large_files(tmp_path: Path) -> None:
+    from appliance.core.fsio import read_whole
+    for size in (0, 1, 70_000, 1_000_003):
+        path = tmp_path / f"f{size}"
+        data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+        path.write_bytes(data)
+        assert read_whole(str(path)) == data

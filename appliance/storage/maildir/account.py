@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol, cast
 
 from appliance.core import log
+from appliance.core.fsio import read_whole
 from appliance.storage.directory import Account
 from appliance.storage.mailbox_api import (
     INBOX,
@@ -207,9 +208,9 @@ class MaildirAccount(folder_ops.FolderOps):
                 state = self._synced(name) if attempt else self._state(name)
                 if uid not in state.files:
                     state = self._synced(name)
-                path = state.file_path(uid)         # KeyError: expunged
+                path = state.file_str(uid)          # KeyError: expunged
             try:
-                return names.to_crlf(path.read_bytes())
+                return names.to_crlf(read_whole(path))
             except FileNotFoundError:
                 continue                            # renamed or removed by another tool
         raise KeyError(uid)
@@ -462,4 +463,3 @@ class MaildirStores:
             for mail in self._open.values():
                 mail.close()
             self._open.clear()
-
