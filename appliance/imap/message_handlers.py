@@ -60,8 +60,10 @@ def resolve_seqs(session: ImapSession, numbers: SequenceSet, uid: bool) -> list[
         return [seq for seq in (view.seq_of(u) for u in wanted.select(view.uids))
                 if seq is not None]
     _check_sequence_numbers(numbers, view.exists)
-    wanted = numbers.resolve(view.exists, saved)
-    return list(wanted.clip(view.exists))
+    wanted = numbers.resolve(view.exists, saved).clip(view.exists)
+    if wanted.ranges == ((1, view.exists),):      # 1:*, the usual resync: no set walk
+        return list(range(1, view.exists + 1))
+    return list(wanted)
 
 
 def _check_sequence_numbers(numbers: SequenceSet, exists: int) -> None:
@@ -88,8 +90,9 @@ def fetch(session: ImapSession, command: s.Fetch) -> Iterator[bytes]:
                 if u in asked]
         if gone:
             yield f"* VANISHED (EARLIER) {NumberSet.from_values(gone)}\r\n".encode()
-    seqs = [seq for seq in resolve_seqs(session, command.sequence_set, command.uid)
-            if not view.is_expunged(view.uids[seq - 1])]
+    seqs = resolve_seqs(session, command.sequence_set, command.uid)
+    if view.gone:
+        seqs = [seq for seq in seqs if not view.is_expunged(view.uids[seq - 1])]
     if modifiers.changed_since is not None:
         seqs = [seq for seq in seqs if view.messages[seq - 1].modseq > modifiers.changed_since]
     _mark_seen(session, command, seqs)
@@ -150,15 +153,13 @@ def _index_only(session: ImapSession, view: SelectedMailbox, seqs: list[int],
     lines: list[str] = []
     for seq in seqs:
         meta = messages[seq - 1]
-        if meta.uid in recent:
-            fragment = _fragment(meta, shape, True)
+        key = (id(meta), shape, meta.uid in recent)
+        found = fragments.get(key)
+        if found is not None and found[0] is meta:
+            fragment = found[1]
         else:
-            found = fragments.get((id(meta), shape))
-            if found is not None and found[0] is meta:
-                fragment = found[1]
-            else:
-                fragment = _fragment(meta, shape, False)
-                fragments[(id(meta), shape)] = (meta, fragment)
+            fragment = _fragment(meta, shape, key[2])
+            fragments[key] = (meta, fragment)
         lines.append(f"* {seq} FETCH ({fragment})\r\n")
         if len(lines) >= 4096:
             yield "".join(lines).encode()
@@ -167,7 +168,7 @@ def _index_only(session: ImapSession, view: SelectedMailbox, seqs: list[int],
         yield "".join(lines).encode()
 
 
-_FRAGMENTS: dict[tuple[int, tuple[FetchKind, ...]], tuple[MessageMeta, str]] = {}
+_FRAGMENTS: dict[tuple[int, tuple[FetchKind, ...], bool], tuple[MessageMeta, str]] = {}
 _FRAGMENTS_MAX = 100_000
 
 
