@@ -7,14 +7,14 @@ connection limits (the SMTP `ConnectionTracker`, shared by both ports, plus a co
 account), the bad-command limit, and backpressure: a command's output is pulled from the core
 in a worker thread in batches of `RUN_BATCH` octets, each written only when the socket has
 drained, and reading pauses while unprocessed input piles up. The SASL exchanges and IDLE are
-in `server_plans` (how each plan is performed), the settings in `server_config`; this module
-is the connection under them and the listeners.
+in `server_plans` (how each plan is performed), the settings in `server_config`, the socket
+plumbing shared with POP3 (buffering, drain, STARTTLS, tracker) in `net.stream`; this module
+is the IMAP connection on top of it and the listeners.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import ssl
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -36,6 +36,7 @@ from appliance.imap.receiver import (
 from appliance.imap.server_config import ImapListenerConfig, listener_config
 from appliance.imap.server_plans import BYE_AUTOLOGOUT, PlanRunner, SessionEndedError
 from appliance.imap.session import ImapSession
+from appliance.net.stream import StreamConnection, is_loopback, listen
 from appliance.settings import Settings
 from appliance.smtp import replies as smtp_replies
 from appliance.smtp.connections import Listener
@@ -43,7 +44,6 @@ from appliance.storage.mailbox_api import MailStores
 
 T = TypeVar("T")
 
-TLS_HANDSHAKE_TIMEOUT = 20.0
 MAX_UNREAD = 256 * 1024      # received but not yet handed to the receiver: pause reading
 
 # The driver's own lines (the core's catalogue is `responses`).
@@ -55,109 +55,33 @@ BYE_TOO_MANY_FROM_YOU = r.untagged_bye(
     "[UNAVAILABLE] Too many connections from your address, try again later")
 
 
-class ImapConnection(asyncio.Protocol):
+class ImapConnection(StreamConnection):
     """One client connection: frames commands, performs the core's plans, keeps the timers."""
 
+    max_unread = MAX_UNREAD
+    log_name = "imap"
+
     def __init__(self, config: ImapListenerConfig, implicit_tls: bool) -> None:
+        super().__init__(config.tracker, config.tls)
         self.config = config
         self.implicit_tls = implicit_tls
-        self.client_ip = "unknown"
         self.receiver = Receiver(config.pre_auth_limits)
         self.account: str | None = None
-        self._transport: asyncio.Transport | None = None
-        self._unread: list[bytes] = []
-        self._unread_size = 0
-        self._eof = False
-        self._data_ready = asyncio.Event()
-        self._can_write = asyncio.Event()
-        self._can_write.set()
-        self.busy = False
-        self._closed = False
         self._bad = 0
-        self._task: asyncio.Task[None] | None = None
 
-    # -- asyncio.Protocol ----------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        peer = transport.get_extra_info("peername")
-        self.client_ip = str(peer[0]) if isinstance(peer, tuple) else "unknown"
-        refusal = self.config.tracker.admit(self, self.client_ip)
-        if refusal is not None:
-            self._send_and_close(_imap_refusal(refusal))
-            return
-        self._task = asyncio.ensure_future(self._run())
-
-    def data_received(self, data: bytes) -> None:
-        self._unread.append(data)
-        self._unread_size += len(data)
-        self._data_ready.set()
-        if self._unread_size > MAX_UNREAD and self._transport is not None:
-            self._transport.pause_reading()
-
-    def eof_received(self) -> bool:
-        self._eof = True
-        self._data_ready.set()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._eof = self._closed = True
-        self._data_ready.set()
-        self._can_write.set()
-        self.config.tracker.release(self)
-
-    def pause_writing(self) -> None:
-        self._can_write.clear()
-
-    def resume_writing(self) -> None:
-        self._can_write.set()
-
-    # -- what the tracker needs (smtp.connections.Closable) ------------------------------
-
-    @property
-    def in_transaction(self) -> bool:
-        """Busy with a command or a login: shutdown gives it the grace period."""
-        return self.busy
-
-    def close_transport(self, reply: str | None = None) -> None:
-        """Close now; a client that is between commands is told why (IMAP BYE)."""
-        if reply is not None and not self.busy:
-            self._send_and_close(_imap_refusal(reply))
-        else:
-            self._send_and_close(b"")
-
-    def _send_and_close(self, data: bytes) -> None:
-        if self._closed or self._transport is None:
-            return
-        self._closed = True
-        if data and not self._transport.is_closing():
-            self._transport.write(data)
-        self._transport.close()
-
-    def _abort(self) -> None:
-        """Drop the connection and its unsent output (close() would wait to flush it)."""
-        self._closed = True
-        if self._transport is not None:
-            self._transport.abort()
+    def goodbye(self, smtp_reply: str) -> bytes:
+        return _imap_refusal(smtp_reply)
 
     # -- I/O the session parts share -----------------------------------------------------
 
     async def write(self, data: bytes) -> None:
-        """Write once the socket has drained; SessionEndedError when the connection is gone.
-        A client that stops reading is dropped after the idle timeout (a slow-read attack
-        would otherwise hold the connection and its buffered output for ever)."""
-        if not self._can_write.is_set():
-            timeout = self.config.autologout if self.account else self.config.login_timeout
-            try:
-                await asyncio.wait_for(self._can_write.wait(), timeout)
-            except TimeoutError:
-                log.event("imap.write_timeout", client=self.client_ip, timeout=timeout)
-                self._abort()
-                raise SessionEndedError from None
-        if self._closed or self._transport is None:
+        """Write once the socket has drained; SessionEndedError when the connection is gone
+        (also when the client has read nothing for the idle timeout: `drained`)."""
+        timeout = self.config.autologout if self.account else self.config.login_timeout
+        transport = await self.drained(timeout)
+        if transport is None:
             raise SessionEndedError
-        self._transport.write(data)
+        transport.write(data)
 
     async def in_thread(self, function: Callable[..., T], *args: Any) -> T:
         """Run blocking store work in the engine's pool (never on the event loop)."""
@@ -166,19 +90,12 @@ class ImapConnection(asyncio.Protocol):
 
     async def receive(self, timeout: float) -> bytes | None:
         """What the client sent, None after `timeout` silent seconds; SessionEndedError at EOF."""
-        while not self._unread and not self._eof:
-            self._data_ready.clear()
-            try:
-                await asyncio.wait_for(self._data_ready.wait(), max(timeout, 0.0))
-            except TimeoutError:
-                return None
-        if not self._unread:
+        try:
+            data = await self.read_input(timeout)
+        except TimeoutError:
+            return None
+        if data is None:
             raise SessionEndedError
-        data = b"".join(self._unread)
-        self._unread.clear()
-        self._unread_size = 0
-        if self._transport is not None and not self._closed:
-            self._transport.resume_reading()
         return data
 
     async def next_event(self, timeout: float, rearm_on_data: bool) -> Event:
@@ -206,25 +123,17 @@ class ImapConnection(asyncio.Protocol):
         return event
 
     async def start_tls(self) -> None:
-        """RFC 9051 6.2.1 / RFC 3207 6: plaintext pipelined after STARTTLS is dropped, never
-        read as if it had come over TLS (the STARTTLS command injection attack)."""
-        assert self._transport is not None
-        self._unread.clear()
-        self._unread_size = 0
-        self.receiver = Receiver(self.config.pre_auth_limits)     # STARTTLS is pre-auth only
-        transport = await asyncio.get_running_loop().start_tls(
-            self._transport, self, self.config.tls, server_side=True,
-            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
-        if transport is None:
-            raise ConnectionError("TLS handshake did not complete")
-        self._transport = transport
+        """RFC 9051 6.2.1: the handshake right after the OK; a fresh receiver with the
+        pre-auth limits (STARTTLS is pre-auth only) for what comes over TLS."""
+        self.receiver = Receiver(self.config.pre_auth_limits)
+        await self.upgrade_tls()
 
     # -- the session ---------------------------------------------------------------------
 
-    async def _run(self) -> None:
+    async def serve(self) -> None:
         session = ImapSession(self.config.stores, self.config.session,
                               secure=self.implicit_tls, client_ip=self.client_ip,
-                              loopback=_is_loopback(self.client_ip))
+                              loopback=is_loopback(self.client_ip))
         try:
             await self.write(session.greeting())
             await self._converse(session, PlanRunner(self, session))
@@ -294,16 +203,6 @@ class ImapConnection(asyncio.Protocol):
             self.account = None
 
 
-def _is_loopback(ip: str) -> bool:
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
-
-
 def _imap_refusal(smtp_reply: str) -> bytes:
     """The tracker answers in SMTP; say the same as an IMAP BYE (RFC 9051 7.1.5)."""
     return {smtp_replies.TOO_MANY_FROM_YOU: BYE_TOO_MANY_FROM_YOU,
@@ -325,15 +224,10 @@ async def start_imap(settings: Settings, executor: Executor, guard: LoginGuard,
 async def bind(config: ImapListenerConfig, address: str, imap_port: int,
                imaps_port: int) -> list[Listener]:
     """Listen on `imap_port` (STARTTLS) and `imaps_port` (implicit TLS) with `config`."""
-    listeners = []
-    for name, port, implicit in (("imap", imap_port, False), ("imaps", imaps_port, True)):
-        server = await asyncio.get_running_loop().create_server(
-            _factory(config, implicit), host=address, port=port, reuse_address=True,
-            backlog=512, ssl=config.tls if implicit else None,
-            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None)
-        log.event("listener.started", listener=name, address=address, port=port)
-        listeners.append(Listener(name, server, config.tracker))
-    return listeners
+    return [await listen(name, _factory(config, implicit), address, port, config.tracker,
+                         config.tls if implicit else None)
+            for name, port, implicit in (("imap", imap_port, False),
+                                         ("imaps", imaps_port, True))]
 
 
 def _factory(config: ImapListenerConfig, implicit: bool) -> Callable[[], ImapConnection]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from appliance.auth import sasl
 from appliance.core import log
+from appliance.core.memory import TRIM_AFTER, release_free_memory
 from appliance.imap import plan as plans
 from appliance.imap import responses as r
 from appliance.imap.commands.any_state import is_done, is_sasl_cancel
@@ -102,7 +103,7 @@ class PlanRunner:
     async def _run(self, command: ImapCommand) -> None:
         """Write the core's output batch by batch, each after the socket drained, so one
         client fetching a huge mailbox holds at most a batch in memory."""
-        conn, chunks, tail, written = self.conn, None, b"", False
+        conn, chunks, tail, written, total = self.conn, None, b"", False, 0
         try:
             chunks, batch, done = await conn.in_thread(_start, self.session, command)
             while True:
@@ -110,6 +111,7 @@ class PlanRunner:
                 if data:
                     await conn.write(data)
                     written = True
+                    total += len(data)
                     tail = data[-_TAIL:] if len(data) >= _TAIL else (tail + data)[-_TAIL:]
                 if done:
                     break
@@ -125,6 +127,8 @@ class PlanRunner:
             tail = r.tagged_no(command.tag, r.SERVER_BUG, "SERVERBUG")
             await conn.write(tail)
         conn.note_status(command.tag, tail)
+        if total >= TRIM_AFTER:       # megabytes went through the heap: give them back
+            await conn.in_thread(release_free_memory)
 
     # -- LOGIN and AUTHENTICATE --------------------------------------------------------------
 

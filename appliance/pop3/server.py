@@ -4,13 +4,12 @@ TLS, RFC 8314 3.3), a thin asyncio driver around `core.Pop3Session`.
 The driver owns what the core must not: sockets, the TLS handshakes, the idle timers (short
 before login, `pop3.idle_timeout` after, RFC 1939 3), connection limits (the SMTP
 `ConnectionTracker`, shared by both ports), and backpressure: a large RETR is written in
-slices that wait for the socket to drain, and reading pauses while unprocessed input piles up.
+slices that wait for the socket to drain, and reading pauses while unprocessed input piles up
+(the socket plumbing shared with IMAP is `net.stream`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import ssl
 import threading
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from appliance.auth.guard import LoginGuard
 from appliance.core import log
+from appliance.net.stream import StreamConnection, is_loopback, listen
 from appliance.pop3 import replies, wire
 from appliance.pop3.actions import StartTls
 from appliance.pop3.backend import Pop3Backend, SessionBackend
@@ -34,7 +34,6 @@ from appliance.storage.directory import Account, SqliteDirectory
 from appliance.storage.mailbox_api import MailStores
 from appliance.storage.maildir.account import MaildirStores
 
-TLS_HANDSHAKE_TIMEOUT = 20.0
 WRITE_SLICE = 64 * 1024           # output is written this much at a time, draining between
 MAX_UNREAD = 64 * 1024            # received but not yet handed to the core: pause reading
 
@@ -53,84 +52,27 @@ class ListenerConfig:
     idle_timeout: float
 
 
-class Pop3Connection(asyncio.Protocol):
+class Pop3Connection(StreamConnection):
     """One client connection: feeds the core, performs its steps, enforces the timers."""
 
+    max_unread = MAX_UNREAD
+    log_name = "pop3"
+
     def __init__(self, config: ListenerConfig) -> None:
+        super().__init__(config.tracker, config.tls)
         self._config = config
-        self._transport: asyncio.Transport | None = None
-        self._unread: list[bytes] = []
-        self._unread_size = 0
-        self._eof = False
-        self._data_ready = asyncio.Event()
-        self._can_write = asyncio.Event()
-        self._can_write.set()
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
-        self._responding = False     # between a command and the end of its response
 
-    # -- asyncio.Protocol ----------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        peer = transport.get_extra_info("peername")
-        ip = str(peer[0]) if isinstance(peer, tuple) else "unknown"
-        refusal = self._config.tracker.admit(self, ip)
-        if refusal is not None:
-            self.close_transport(_pop3_refusal(refusal))
-            return
-        self._task = asyncio.ensure_future(self._run(ip))
-
-    def data_received(self, data: bytes) -> None:
-        self._unread.append(data)
-        self._unread_size += len(data)
-        self._data_ready.set()
-        if self._unread_size > MAX_UNREAD and self._transport is not None:
-            self._transport.pause_reading()
-
-    def eof_received(self) -> bool:
-        self._eof = True
-        self._data_ready.set()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._eof = self._closed = True
-        self._data_ready.set()
-        self._can_write.set()
-        self._config.tracker.release(self)
-
-    def pause_writing(self) -> None:
-        self._can_write.clear()
-
-    def resume_writing(self) -> None:
-        self._can_write.set()
-
-    # -- what the tracker needs (smtp.connections.Closable) ------------------------------
-
-    @property
-    def in_transaction(self) -> bool:
-        """Busy with a command (a login, a RETR, QUIT's removals): shutdown waits for it."""
-        return self._responding
-
-    def close_transport(self, reply: str | None = None) -> None:
-        """Close now. The tracker's `reply` is SMTP's: a POP3 client gets POP3's shutdown
-        line instead, and none in the middle of a response, where it would read as data."""
-        if self._closed or self._transport is None:
-            return
-        self._closed = True
-        if reply is not None and not self._responding and not self._transport.is_closing():
-            line = reply if reply.startswith("-ERR") else replies.SHUTTING_DOWN
-            self._transport.write(wire.status(line))
-        self._transport.close()
+    def goodbye(self, smtp_reply: str) -> bytes:
+        return wire.status(_pop3_refusal(smtp_reply))
 
     # -- the session ---------------------------------------------------------------------
 
-    async def _run(self, ip: str) -> None:
+    async def serve(self) -> None:
+        ip = self.client_ip
         backend = self._config.backend.session(ip)
         session = Pop3Session(SessionConfig(
             tls=self._config.implicit_tls, limits=self._config.limits,
-            plaintext_login=self._config.dev_mode and _is_loopback(ip)))
+            plaintext_login=self._config.dev_mode and is_loopback(ip)))
         try:
             await self._write(session.greeting().output)
             await self._converse(session, backend)
@@ -153,10 +95,10 @@ class Pop3Connection(asyncio.Protocol):
                     return
                 session.feed(data)
                 continue
-            self._responding = True
+            self.busy = True
             while step is not None:
                 step = await self._perform(session, backend, step)
-            self._responding = False
+            self.busy = False
 
     async def _perform(self, session: Pop3Session, backend: SessionBackend,
                        step: Step) -> Step | None:
@@ -167,7 +109,7 @@ class Pop3Connection(asyncio.Protocol):
             self.close_transport()
             return None
         if isinstance(step.action, StartTls):
-            await self._start_tls()
+            await self.upgrade_tls()      # RFC 2595 4: the handshake right after "+OK"
             session.tls_started()
             return None
         if step.action is not None:
@@ -176,72 +118,28 @@ class Pop3Connection(asyncio.Protocol):
 
     async def _receive(self, timeout: float) -> bytes | None:
         """What the client sent, or None at EOF or after `timeout` idle seconds."""
-        while not self._unread and not self._eof:
-            self._data_ready.clear()
-            try:
-                await asyncio.wait_for(self._data_ready.wait(), timeout)
-            except TimeoutError:
-                log.event("pop3.idle_timeout", timeout=timeout)
-                await self._write(wire.status(replies.IDLE_TIMEOUT))
-                return None
-        if not self._unread:
+        try:
+            return await self.read_input(timeout)
+        except TimeoutError:
+            log.event("pop3.idle_timeout", timeout=timeout)
+            await self._write(wire.status(replies.IDLE_TIMEOUT))
             return None
-        data = b"".join(self._unread)
-        self._unread.clear()
-        self._unread_size = 0
-        if self._transport is not None and not self._closed:
-            self._transport.resume_reading()
-        return data
 
     async def _write(self, data: bytes) -> None:
         """Write in slices, each after the socket has drained; a client that reads nothing
         for `idle_timeout` seconds is as idle as one that sends nothing: cut off."""
         for start in range(0, len(data), WRITE_SLICE):
-            if not self._can_write.is_set():
-                try:
-                    await asyncio.wait_for(self._can_write.wait(), self._config.idle_timeout)
-                except TimeoutError:
-                    log.event("pop3.write_timeout", timeout=self._config.idle_timeout)
-                    self._abort()
-                    return
-            if self._closed or self._transport is None:
+            transport = await self.drained(self._config.idle_timeout)
+            if transport is None:
                 return
-            self._transport.write(data[start:start + WRITE_SLICE])
-
-    def _abort(self) -> None:
-        self._closed = True
-        if self._transport is not None:
-            self._transport.abort()
-
-    async def _start_tls(self) -> None:
-        """RFC 2595 4: the handshake right after "+OK"; plaintext sent meanwhile is dropped."""
-        assert self._transport is not None
-        self._unread.clear()
-        self._unread_size = 0
-        loop = asyncio.get_running_loop()
-        transport = await loop.start_tls(self._transport, self, self._config.tls,
-                                         server_side=True,
-                                         ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
-        if transport is None:
-            raise ConnectionError("TLS handshake did not complete")
-        self._transport = transport
-
-
-def _is_loopback(ip: str) -> bool:
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
+            transport.write(data[start:start + WRITE_SLICE])
 
 
 def _pop3_refusal(smtp_reply: str) -> str:
     """The tracker answers in SMTP; say the same in POP3."""
     return {smtp_replies.TOO_MANY_FROM_YOU: replies.TOO_MANY_FROM_YOU,
-            smtp_replies.SHUTTING_DOWN: replies.SHUTTING_DOWN}.get(
-                smtp_reply, replies.TOO_MANY_CONNECTIONS)
+            smtp_replies.TOO_MANY_CONNECTIONS: replies.TOO_MANY_CONNECTIONS}.get(
+                smtp_reply, replies.SHUTTING_DOWN)
 
 
 class _ThreadLocalLookup:
@@ -290,13 +188,9 @@ async def start_pop3(settings: Settings, backend: Pop3Backend,
             backend, tracker, tls, implicit, settings.get_bool("server.dev_mode"),
             limits(settings), settings.get_int("pop3.login_timeout"),
             settings.get_int("pop3.idle_timeout"))
-        address, port = settings.get_str("listen.address"), settings.get_int(port_setting)
-        server = await asyncio.get_running_loop().create_server(
-            _factory(config), host=address, port=port, reuse_address=True, backlog=512,
-            ssl=tls if implicit else None,
-            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None)
-        log.event("listener.started", listener=name, address=address, port=port)
-        listeners.append(Listener(name, server, tracker))
+        listeners.append(await listen(
+            name, _factory(config), settings.get_str("listen.address"),
+            settings.get_int(port_setting), tracker, tls if implicit else None))
     return listeners
 
 

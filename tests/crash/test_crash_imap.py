@@ -51,6 +51,13 @@ from appliance.storage.maildir import flags as names
 from appliance.storage.maildir.account import MaildirStores
 from appliance.storage.maildir.folders import folder_path
 from appliance.storage.maildir.index import INDEX_NAME
+from harness.crash import (
+    AckLedger,
+    killed_if_left_running,
+    left_by_killed,
+    run_under_kills,
+    seeded,
+)
 from harness.engine import EngineProcess
 from harness.imap import ssl_client
 
@@ -71,7 +78,6 @@ _UIDPLUS = re.compile(rb"^(\d+) (?:\d+ )?(\d+)$")
 _FETCH_UID = re.compile(rb"UID (\d+)")
 _FETCH_FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
 _RESPONSE_START = re.compile(rb"\d+ \(")            # another FETCH, not a continuation
-_PID_IN_NAME = re.compile(r"P(\d+)Q\d+")
 
 
 def account_of(thread: int) -> str:
@@ -101,23 +107,14 @@ class Pending:
 
 
 @dataclass
-class Ledger:
-    """What all clients saw (guarded by `cond`)."""
+class Ledger(AckLedger):
+    """What all clients saw (guarded by `cond`); acked by command kind."""
 
-    cond: threading.Condition = field(default_factory=threading.Condition)
-    acked: Counter[str] = field(default_factory=Counter)
     ambiguous: Counter[str] = field(default_factory=Counter)
     happened: Counter[str] = field(default_factory=Counter)
     in_both: set[str] = field(default_factory=set)           # crash ids: the MOVE bug
     outcomes: list[str] = field(default_factory=list)        # each lost OK, settled
-    lost_connections: int = 0
     uidvalidity: dict[tuple[str, str], int] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-
-    def ack(self, kind: str) -> None:
-        with self.cond:
-            self.acked[kind] += 1
-            self.cond.notify_all()
 
     def settled(self, pending: Pending, happened: bool) -> None:
         with self.cond:
@@ -133,16 +130,6 @@ class Ledger:
             first = self.uidvalidity.setdefault((account, folder), value)
         if first != value:
             raise AuditError(f"{account} {folder}: UIDVALIDITY {first} became {value}")
-
-    def error(self, text: str) -> None:
-        with self.cond:
-            self.errors.append(text)
-            self.cond.notify_all()
-
-    def wait_acked(self, count: int, timeout: float) -> bool:
-        with self.cond:
-            return self.cond.wait_for(
-                lambda: sum(self.acked.values()) >= count or bool(self.errors), timeout)
 
 
 class AuditError(Exception):
@@ -483,8 +470,7 @@ def tmp_files(root: Path, folder: str, killed: list[int]) -> tuple[int, list[str
     """(files a killed process left in tmp/, problems: any other file there)."""
     left, problems = 0, []
     for entry in os.scandir(folder_path(root, folder) / "tmp"):
-        pid = _PID_IN_NAME.search(entry.name)
-        if pid is None or int(pid.group(1)) not in killed:
+        if not left_by_killed(entry.name, killed):
             problems.append(f"{folder}: tmp/{entry.name} not left by a killed process")
         left += 1
     return left - len(problems), problems
@@ -558,22 +544,6 @@ def final_problems(clients: list[Client], scan: StoreScan) -> list[str]:
 
 # -- the test --------------------------------------------------------------------------------
 
-def crash_and_restart(engine: EngineProcess, ledger: Ledger, points: list[int],
-                      rng: random.Random) -> list[int]:
-    """At each acknowledged-command count in `points`, SIGKILL and restart; the pids."""
-    killed: list[int] = []
-    for point in points:
-        assert ledger.wait_acked(point, DEADLINE_SECONDS), "clients stalled before a kill"
-        assert not ledger.errors, "\n".join(ledger.errors)
-        time.sleep(rng.uniform(0.0, 0.05))       # not always right after an OK
-        assert engine.proc is not None
-        killed.append(engine.proc.pid)
-        engine.kill()
-        time.sleep(rng.uniform(0.0, 0.3))        # clients meet a closed port meanwhile
-        engine.start()
-    return killed
-
-
 def set_up(engine: EngineProcess, accounts: list[str]) -> None:
     engine.add_domain(DOMAIN)
     for account in accounts:
@@ -597,9 +567,7 @@ def report(ledger: Ledger, points: list[int], killed: list[int], elapsed: float,
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_sigkill_twice_under_imap_load_keeps_every_ok(tmp_path: Path) -> None:
-    seed = int(os.environ.get("CRASH_SEED") or random.randrange(2**32))
-    print(f"IMAP crash test seed {seed} (rerun with CRASH_SEED={seed})")
-    rng = random.Random(seed)
+    rng = seeded("IMAP crash test")
     accounts = sorted({account_of(n) for n in range(THREADS)})
     engine = EngineProcess(tmp_path / "data", log__level="info")
     engine.start()
@@ -611,18 +579,10 @@ def test_sigkill_twice_under_imap_load_keeps_every_ok(tmp_path: Path) -> None:
     first = rng.randint(total // 6, total * 2 // 5)
     points = [first, rng.randint(first + total // 6, total * 4 // 5)]
     started = time.monotonic()
-    try:
+    with killed_if_left_running(engine):
         set_up(engine, accounts)
-        for thread in threads:
-            thread.start()
-        killed = crash_and_restart(engine, ledger, points, rng)
-        for thread in threads:
-            thread.join(DEADLINE_SECONDS)
-        assert not any(t.is_alive() for t in threads), "client threads did not finish"
-        assert engine.stop() == 0
-    finally:
-        if engine.proc is not None and engine.proc.poll() is None:
-            engine.kill()
+        killed = run_under_kills(engine, threads, ledger, points, rng, DEADLINE_SECONDS,
+                                 jitter=0.05)     # not always right after an OK
     elapsed = time.monotonic() - started
 
     assert not ledger.errors, "\n".join(ledger.errors)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import queue
 import random
 import re
@@ -26,6 +25,13 @@ from pathlib import Path
 
 import pytest
 
+from harness.crash import (
+    AckLedger,
+    killed_if_left_running,
+    left_by_killed,
+    run_under_kills,
+    seeded,
+)
 from harness.engine import EngineProcess
 
 DOMAIN = "crash.test"
@@ -38,7 +44,6 @@ MIN_SIZE, MAX_SIZE = 1024, 64 * 1024
 
 _ID_HEADER = re.compile(rb"^X-Crash-Id: (\S+)$", re.MULTILINE)
 _HASH_HEADER = re.compile(rb"^X-Body-SHA256: ([0-9a-f]{64})$", re.MULTILINE)
-_PID_IN_NAME = re.compile(r"P(\d+)Q\d+")
 
 
 @dataclass(frozen=True)
@@ -73,20 +78,11 @@ def make_spec(rng: random.Random, number: int) -> Spec:
 
 
 @dataclass
-class Ledger:
-    """What the clients saw, shared by all threads (guarded by `cond`)."""
+class Ledger(AckLedger):
+    """What the clients saw, shared by all threads (guarded by `cond`); acked by uid."""
 
-    cond: threading.Condition = field(default_factory=threading.Condition)
-    acked: Counter[str] = field(default_factory=Counter)
     ambiguous: Counter[str] = field(default_factory=Counter)
-    lost_connections: int = 0
     temporary_replies: int = 0
-    errors: list[str] = field(default_factory=list)
-
-    def ack(self, uid: str) -> None:
-        with self.cond:
-            self.acked[uid] += 1
-            self.cond.notify_all()
 
     def lost(self, uid: str, ambiguous: bool) -> None:
         with self.cond:
@@ -97,16 +93,6 @@ class Ledger:
     def temporary(self) -> None:
         with self.cond:
             self.temporary_replies += 1
-
-    def error(self, text: str) -> None:
-        with self.cond:
-            self.errors.append(text)
-            self.cond.notify_all()
-
-    def wait_acked(self, count: int, timeout: float) -> bool:
-        with self.cond:
-            return self.cond.wait_for(
-                lambda: sum(self.acked.values()) >= count or bool(self.errors), timeout)
 
 
 class ReplyLostError(Exception):
@@ -193,21 +179,6 @@ def client_thread(port: int, jobs: queue.Queue[Spec], ledger: Ledger) -> None:
         ledger.error(f"{type(exc).__name__}: {exc}")
 
 
-def crash_and_restart(engine: EngineProcess, ledger: Ledger, points: list[int],
-                      rng: random.Random) -> list[int]:
-    """At each ack count in `points`, SIGKILL the engine and start it again; return the pids."""
-    killed: list[int] = []
-    for point in points:
-        assert ledger.wait_acked(point, DEADLINE_SECONDS), "clients stalled before a kill"
-        assert not ledger.errors, ledger.errors
-        assert engine.proc is not None
-        killed.append(engine.proc.pid)
-        engine.kill()
-        time.sleep(rng.uniform(0.0, 0.3))   # let clients hit a closed port meanwhile
-        engine.start()
-    return killed
-
-
 @dataclass
 class Found:
     """What the Maildirs hold: copies per (uid, account), and every problem seen."""
@@ -240,8 +211,7 @@ def scan_maildirs(engine: EngineProcess, specs: dict[str, Spec], killed: list[in
         for path in [*(root / "new").iterdir(), *(root / "cur").iterdir()]:
             check_file(path, account, specs, found)
         for path in (root / "tmp").iterdir():
-            pid = _PID_IN_NAME.search(path.name)
-            if pid is None or int(pid.group(1)) not in killed:
+            if not left_by_killed(path.name, killed):
                 found.problems.append(f"{path}: tmp/ file not left by a killed process")
     return found
 
@@ -262,9 +232,7 @@ def copy_problems(specs: dict[str, Spec], ledger: Ledger, found: Found) -> list[
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_sigkill_twice_under_load_loses_nothing(tmp_path: Path) -> None:
-    seed = int(os.environ.get("CRASH_SEED") or random.randrange(2**32))
-    print(f"crash test seed {seed} (rerun with CRASH_SEED={seed})")
-    rng = random.Random(seed)
+    rng = seeded("crash test")
     specs = {s.uid: s for s in (make_spec(rng, n) for n in range(TOTAL))}
     first = rng.randint(50, 110)
     points = [first, rng.randint(first + 40, 200)]
@@ -280,17 +248,8 @@ def test_sigkill_twice_under_load_loses_nothing(tmp_path: Path) -> None:
     threads = [threading.Thread(target=client_thread, args=(engine.smtp_port, jobs, ledger),
                                 name=f"client-{n}", daemon=True) for n in range(THREADS)]
     started = time.monotonic()
-    try:
-        for thread in threads:
-            thread.start()
-        killed = crash_and_restart(engine, ledger, points, rng)
-        for thread in threads:
-            thread.join(DEADLINE_SECONDS)
-        assert not any(t.is_alive() for t in threads), "client threads did not finish"
-        assert engine.stop() == 0
-    finally:
-        if engine.proc is not None and engine.proc.poll() is None:
-            engine.kill()
+    with killed_if_left_running(engine):
+        killed = run_under_kills(engine, threads, ledger, points, rng, DEADLINE_SECONDS)
     elapsed = time.monotonic() - started
 
     assert ledger.errors == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -23,6 +24,9 @@ from appliance.settings import render_toml
 from appliance.storage.db import open_database
 from appliance.storage.directory import SqliteDirectory
 from appliance.storage.maildir.store import create_maildir
+
+HOSTNAME = "mx.mailstead.test"         # the engine's `server.hostname` and certificate name
+PASSWORD = "correct horse battery"     # what EngineProcess.add_account sets
 
 # Cheap argon2 parameters: tests hash many passwords; production defaults stay in the schema.
 FAST_ARGON2 = {"auth.argon2_time_cost": 1, "auth.argon2_memory_kib": 8192,
@@ -76,7 +80,7 @@ class EngineProcess:
         self.imap_port = ports[5]               # IMAP with STARTTLS (143)
         self.imaps_port = ports[6]              # IMAP over implicit TLS (993)
         values: dict[str, Any] = {
-            "server.hostname": "mx.mailstead.test", "server.dev_mode": True,
+            "server.hostname": HOSTNAME, "server.dev_mode": True,
             "paths.data_dir": ".", "listen.address": "127.0.0.1",
             "listen.smtp_port": self.smtp_port, "log.level": "debug", **FAST_ARGON2,
             "limits.greeting_delay_ms": 0,   # tests about early talkers set their own
@@ -152,7 +156,7 @@ class EngineProcess:
     def add_domain(self, domain: str) -> None:
         self.directory.add_domain(domain)
 
-    def add_account(self, address: str, password: str = "correct horse battery") -> Path:
+    def add_account(self, address: str, password: str = PASSWORD) -> Path:
         """Add an account (its domain must exist); return its Maildir path."""
         passwords = Passwords(time_cost=1, memory_kib=8192, parallelism=1)
         account = self.directory.add_account(address, passwords.hash(password))
@@ -168,3 +172,17 @@ class EngineProcess:
         root = self.maildir(address)
         files = sorted([*(root / "new").iterdir(), *(root / "cur").iterdir()])
         return [f.read_bytes() for f in files]
+
+
+def client_context(engine: EngineProcess) -> ssl.SSLContext:
+    """A client TLS context that verifies the engine's self-signed certificate (made for
+    `HOSTNAME`: connect with that server name)."""
+    return ssl.create_default_context(cafile=str(engine.data_dir / "tls" / "cert.pem"))
+
+
+def loopback_context(engine: EngineProcess) -> ssl.SSLContext:
+    """`client_context` for clients that name the server "127.0.0.1" (imaplib, raw
+    sockets): the certificate is verified, its name is not."""
+    context = client_context(engine)
+    context.check_hostname = False
+    return context

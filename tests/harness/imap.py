@@ -11,23 +11,21 @@ import socket
 import ssl
 import time
 
+# HOSTNAME, PASSWORD and the contexts are re-exported: tests import them from here.
+from harness.engine import HOSTNAME as HOSTNAME
+from harness.engine import PASSWORD as PASSWORD
 from harness.engine import EngineProcess
+from harness.engine import client_context as client_context
+from harness.engine import loopback_context as loopback_context
 
-HOSTNAME = "mx.mailstead.test"
-PASSWORD = "correct horse battery"     # what EngineProcess.add_account sets
 _LITERAL_END = re.compile(rb"\{(\d+)\+?\}\Z")
-
-
-def client_context(engine: EngineProcess) -> ssl.SSLContext:
-    """Trusts the engine's self-signed certificate (made for `HOSTNAME`)."""
-    return ssl.create_default_context(cafile=str(engine.data_dir / "tls" / "cert.pem"))
 
 
 def starttls_client(engine: EngineProcess, user: str | None = None,
                     password: str = PASSWORD) -> imaplib.IMAP4:
     """imaplib on the STARTTLS port, inside TLS, logged in as `user` if given."""
     client = imaplib.IMAP4("127.0.0.1", engine.imap_port, timeout=15)
-    client.starttls(_named(engine))
+    client.starttls(loopback_context(engine))
     if user is not None:
         client.login(user, password)
     return client
@@ -36,18 +34,11 @@ def starttls_client(engine: EngineProcess, user: str | None = None,
 def ssl_client(engine: EngineProcess, user: str | None = None,
                password: str = PASSWORD) -> imaplib.IMAP4_SSL:
     """imaplib on the implicit-TLS port, logged in as `user` if given."""
-    client = imaplib.IMAP4_SSL("127.0.0.1", engine.imaps_port, ssl_context=_named(engine),
+    client = imaplib.IMAP4_SSL("127.0.0.1", engine.imaps_port, ssl_context=loopback_context(engine),
                                timeout=15)
     if user is not None:
         client.login(user, password)
     return client
-
-
-def _named(engine: EngineProcess) -> ssl.SSLContext:
-    # imaplib checks the name against "127.0.0.1"; the certificate names HOSTNAME.
-    context = client_context(engine)
-    context.check_hostname = False
-    return context
 
 
 def deliver(engine: EngineProcess, to: str, subject: str, body: str = "hello\r\n") -> None:
@@ -156,7 +147,7 @@ class ImapWire:
 
 def logged_in_wire(engine: EngineProcess, user: str, password: str = PASSWORD) -> ImapWire:
     """A raw connection on the implicit-TLS port, greeted and logged in as `user`."""
-    wire = ImapWire(engine.imaps_port, tls=_named(engine))
+    wire = ImapWire(engine.imaps_port, tls=loopback_context(engine))
     greeting = wire.read_line()
     assert greeting is not None
     assert greeting.startswith(b"* OK"), greeting

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import os
 import poplib
-import ssl
 import uuid
 from pathlib import Path
 
+# HOSTNAME, PASSWORD and client_context are re-exported: tests import them from here.
+from harness.engine import HOSTNAME as HOSTNAME
+from harness.engine import PASSWORD as PASSWORD
 from harness.engine import EngineProcess
+from harness.engine import client_context as client_context
 from harness.smtp_wire import SMTPWire
-
-HOSTNAME = "mx.mailstead.test"
-PASSWORD = "correct horse battery"     # what EngineProcess.add_account sets
 
 
 def put_message(maildir: Path, content: bytes) -> Path:
@@ -32,10 +32,6 @@ def sample(number: int, lines: int = 3, extra: str = "") -> bytes:
     body = "".join(f"line {i} of message {number}\r\n" for i in range(1, lines + 1))
     return (f"From: sender@example.org\r\nTo: alice@example.test\r\n"
             f"Subject: message {number}\r\n{extra}\r\n{body}").encode()
-
-
-def client_context(engine: EngineProcess) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(engine.data_dir / "tls" / "cert.pem"))
 
 
 def stls_client(engine: EngineProcess, user: str | None = None,

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import base64
 import smtplib
-import ssl
 
+# HOSTNAME, PASSWORD and client_context are re-exported: tests import them from here.
+from harness.engine import HOSTNAME as HOSTNAME
+from harness.engine import PASSWORD as PASSWORD
 from harness.engine import EngineProcess
+from harness.engine import client_context as client_context
 from harness.smtp_wire import Reply, SMTPWire, greeted
-
-HOSTNAME = "mx.mailstead.test"
-PASSWORD = "correct horse battery"     # what EngineProcess.add_account sets
 
 
 def b64(text: str | bytes) -> str:
@@ -22,11 +22,6 @@ def b64(text: str | bytes) -> str:
 def plain(username: str, password: str = PASSWORD, authzid: str = "") -> str:
     """A SASL PLAIN response (RFC 4616), base64."""
     return b64(f"{authzid}\x00{username}\x00{password}")
-
-
-def client_context(engine: EngineProcess) -> ssl.SSLContext:
-    """A client TLS context that verifies the engine's self-signed certificate."""
-    return ssl.create_default_context(cafile=str(engine.data_dir / "tls" / "cert.pem"))
 
 
 def starttls_wire(engine: EngineProcess, source: str | None = None) -> SMTPWire:

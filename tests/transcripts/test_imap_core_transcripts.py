@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 import socket
-import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from appliance.storage.directory import SqliteDirectory
 from appliance.storage.interfaces import Mailbox
 from appliance.storage.maildir.account import MaildirStores
 from appliance.storage.maildir.store import MaildirStore
-from harness.engine import EngineProcess
+from harness.engine import EngineProcess, loopback_context
 from harness.imap_core import ADDRESS, PASSWORD, CoreWire
 
 HERE = Path(__file__).parent / "imap_core"
@@ -119,8 +118,7 @@ def test_transcript_over_a_socket(transcript: Transcript, engine: EngineProcess)
     for subject in transcript.deliveries:
         store.deliver(message(subject), [Mailbox(account.id, address, account.maildir)])
     steps = [(kind, text.replace(ADDRESS, address)) for kind, text in transcript.steps]
-    context = ssl.create_default_context(cafile=str(engine.data_dir / "tls" / "cert.pem"))
-    context.check_hostname = False
+    context = loopback_context(engine)
     with socket.create_connection(("127.0.0.1", engine.imaps_port), timeout=10) as raw, \
             context.wrap_socket(raw) as tls:
         reader = tls.makefile("rb")

@@ -28,11 +28,9 @@ from loopback) unless a transcript sets `server.dev_mode = false`.
 
 from __future__ import annotations
 
-import ast
 import difflib
 import itertools
 import re
-import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,38 +39,29 @@ import pytest
 
 from appliance.imap import responses
 from harness.engine import EngineProcess
-from harness.imap import PASSWORD, ImapWire, client_context
+from harness.imap import PASSWORD, ImapWire, loopback_context
 from harness.pop3 import put_message
+from harness.transcripts import (
+    CLOSED,
+    READ_TIMEOUT,
+    Step,
+    TranscriptError,
+    catalogue,
+    client_bytes,
+    expand_repeats,
+    lines,
+    setting,
+    step_of,
+)
 
 HERE = Path(__file__).parent / "imap"
 MESSAGES = HERE / "messages"
 TRANSCRIPTS = sorted(HERE.glob("*.txt"))
-CLOSED = "<closed>"
-READ_TIMEOUT = 5.0
 DOMAIN = "example.test"
-CATALOGUE: dict[str, str] = {
-    name: value for name, value in vars(responses).items()
-    if name.isupper() and isinstance(value, str)
-}
+CATALOGUE = catalogue(responses)
 _NAME = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_REPEAT = re.compile(r"\{(.)\*(\d+)\}")
 BASE_SETTINGS: dict[str, object] = {"auth__failure_delay_ms": 0}
 _numbers = itertools.count(1)
-
-
-class TranscriptError(ValueError):
-    """The transcript file itself is malformed."""
-
-
-@dataclass(frozen=True)
-class Step:
-    kind: str          # "C", "C!", "S", "S~" or "!"
-    text: str
-
-    def render(self) -> str:
-        if self.kind in ("C!", "S~", "!"):
-            return f"{self.kind} {self.text}"
-        return f"{self.kind}: {self.text}"
 
 
 @dataclass
@@ -90,14 +79,9 @@ class Transcript:
 
 def parse(path: Path) -> Transcript:
     transcript = Transcript(path.stem)
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        where = f"{path.name}:{number}"
-        if not raw.strip() or raw.startswith("#"):
-            continue
-        if raw.startswith(("C: ", "S: ")):
-            transcript.steps.append(Step(raw[0], raw[3:]))
-        elif raw.startswith(("C! ", "S~ ")):
-            transcript.steps.append(Step(raw[:2], raw[3:]))
+    for where, raw in lines(path):
+        if (step := step_of(raw, ("C", "C!", "S", "S~"))) is not None:
+            transcript.steps.append(step)
         elif raw == "! starttls":
             transcript.steps.append(Step("!", "starttls"))
         elif raw.startswith("! ") and not transcript.steps:
@@ -110,11 +94,8 @@ def parse(path: Path) -> Transcript:
 
 
 def _directive(transcript: Transcript, words: list[str], where: str) -> None:
-    if words[:1] == ["setting"] and len(words) == 4 and words[2] == "=":
-        value: object = {"true": True, "false": False}.get(words[3], words[3])
-        if isinstance(value, str) and value.isdigit():
-            value = int(value)
-        transcript.settings[words[1].replace(".", "__")] = value
+    if (value := setting(words)) is not None:
+        transcript.settings[value[0]] = value[1]
     elif words[:1] == ["account"] and len(words) == 2:
         transcript.accounts.append(words[1])
     elif words[:1] == ["message"] and len(words) == 3:
@@ -132,8 +113,7 @@ class Names:
         self.values = {**CATALOGUE, **accounts, "password": f'"{PASSWORD}"'}
 
     def text(self, line: str, where: str) -> str:
-        line = _REPEAT.sub(lambda m: m.group(1) * int(m.group(2)), line)
-        return _NAME.sub(lambda m: self._value(m.group(1), where), line)
+        return _NAME.sub(lambda m: self._value(m.group(1), where), expand_repeats(line))
 
     def regex(self, line: str, where: str) -> re.Pattern[str]:
         return re.compile(_NAME.sub(lambda m: re.escape(self._value(m.group(1), where)), line))
@@ -194,21 +174,13 @@ def _connect(engine: EngineProcess, transcript: Transcript) -> ImapWire:
     if transcript.name.startswith("plain_"):
         return ImapWire(engine.imap_port, timeout=READ_TIMEOUT)
     if transcript.name.startswith("tls_"):
-        return ImapWire(engine.imaps_port, timeout=READ_TIMEOUT, tls=_tls(engine))
+        return ImapWire(engine.imaps_port, timeout=READ_TIMEOUT, tls=loopback_context(engine))
     raise TranscriptError(f"{transcript.name}: the name must start with plain_ or tls_")
-
-
-def _tls(engine: EngineProcess) -> ssl.SSLContext:
-    context = client_context(engine)
-    context.check_hostname = False
-    return context
 
 
 def _payload(step: Step, names: Names, where: str) -> bytes:
     if step.kind == "C!":
-        raw = ast.literal_eval("b'" + step.text.replace("'", "\\'") + "'")
-        assert isinstance(raw, bytes)
-        return raw + b"\r\n"
+        return client_bytes("C!", step.text)
     return names.text(step.text, where).encode("utf-8") + b"\r\n"
 
 
@@ -235,7 +207,7 @@ def run(transcript: Transcript, engine: EngineProcess) -> None:
                 pending = b""
             seen.append(step.render())
             if step.kind == "!":
-                wire.start_tls(_tls(engine))
+                wire.start_tls(loopback_context(engine))
                 continue
             try:
                 raw = wire.read_raw_line(READ_TIMEOUT)

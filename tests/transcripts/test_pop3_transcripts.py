@@ -26,14 +26,10 @@ directory of its own; the socket run uses a real engine on another.
 
 from __future__ import annotations
 
-import ast
 import asyncio
-import contextlib
-import difflib
 import re
 import ssl
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -47,64 +43,38 @@ from appliance.pop3.server import build_backend, build_stores, limits
 from appliance.settings import load_settings
 from appliance.smtp.submission_server import build_login_guard
 from harness.engine import EngineProcess
-from harness.pop3 import HOSTNAME, put_message
-from harness.smtp_wire import ConnectionClosed, SMTPWire
+from harness.pop3 import HOSTNAME, client_context, put_message
+from harness.smtp_wire import SMTPWire
+from harness.transcripts import (
+    CLOSED,
+    READ_TIMEOUT,
+    QuietWirePeer,
+    Step,
+    Transcript,
+    TranscriptError,
+    assert_conversation,
+    catalogue,
+    lines,
+    play,
+    setting,
+    step_of,
+)
 
 HERE = Path(__file__).parent / "pop3"
 MESSAGES = HERE / "messages"
 TRANSCRIPTS = sorted(HERE.glob("*.txt"))
-CLOSED = "<closed>"
-READ_TIMEOUT = 5.0
-CATALOGUE: dict[str, str] = {
-    name: value for name, value in vars(replies).items()
-    if name.isupper() and isinstance(value, str)
-}
+CATALOGUE = catalogue(replies)
 _PLACEHOLDER = re.compile(r"(\{[A-Za-z_]+\})")
 _FIELD = re.compile(r"(\{[a-z_]+\})")
-_REPEAT = re.compile(r"\{(.)\*(\d+)\}")
 # Transcripts must not wait out the guard's one-second failure delay.
 BASE_SETTINGS: dict[str, object] = {"auth__failure_delay_ms": 0}
 
 
-@dataclass(frozen=True)
-class Step:
-    kind: str          # "C", "C!" or "S"
-    text: str
-
-    def render(self) -> str:
-        return f"{self.kind} {self.text}" if self.kind == "C!" else f"{self.kind}: {self.text}"
-
-    def payload(self) -> bytes:
-        if self.kind == "C!":
-            raw = ast.literal_eval("b'" + self.text.replace("'", "\\'") + "'")
-            assert isinstance(raw, bytes)
-            return raw + b"\r\n"
-        text = _REPEAT.sub(lambda m: m.group(1) * int(m.group(2)), self.text)
-        return text.encode("utf-8") + b"\r\n"
-
-
-@dataclass
-class Transcript:
-    name: str
-    settings: dict[str, object] = field(default_factory=dict)
-    setup: list[tuple[str, ...]] = field(default_factory=list)
-    steps: list[Step] = field(default_factory=list)
-
-
-class TranscriptError(ValueError):
-    """The transcript file itself is malformed."""
-
-
 def parse(path: Path) -> Transcript:
     transcript = Transcript(path.stem)
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        where = f"{path.name}:{number}"
-        if not raw.strip() or raw.startswith("#"):
-            continue
-        if raw.startswith(("C: ", "S: ", "C! ")):
-            kind = "C!" if raw.startswith("C! ") else raw[0]
-            step = Step(kind, raw[3:])
-            if kind == "S":
+    for where, raw in lines(path):
+        if (step := step_of(raw, ("C", "C!", "S"))) is not None:
+            if step.kind == "S":
                 _check_expectation(step.text, where)
             transcript.steps.append(step)
         elif raw.startswith("! ") and not transcript.steps:
@@ -117,11 +87,8 @@ def parse(path: Path) -> Transcript:
 
 
 def _directive(transcript: Transcript, words: list[str], where: str) -> None:
-    if words[:1] == ["setting"] and len(words) == 4 and words[2] == "=":
-        value: object = {"true": True, "false": False}.get(words[3], words[3])
-        if isinstance(value, str) and value.isdigit():
-            value = int(value)
-        transcript.settings[words[1].replace(".", "__")] = value
+    if (value := setting(words)) is not None:
+        transcript.settings[value[0]] = value[1]
     elif (words[:1] in (["account"], ["disabled"]) and len(words) == 2) or (
             words[:1] == ["message"] and len(words) == 3):
         transcript.setup.append(tuple(words))
@@ -151,12 +118,6 @@ def pattern(text: str) -> re.Pattern[str]:
         else:
             parts.append(re.escape(token))
     return re.compile("".join(parts) + (".*" if wildcard else ""))
-
-
-def _matches(expected: str, got: str) -> bool:
-    if CLOSED in (expected, got):
-        return expected == got
-    return pattern(expected).fullmatch(got) is not None
 
 
 # -- the two peers ---------------------------------------------------------------------------
@@ -209,75 +170,34 @@ class CorePeer:
         self._runner.close()
 
 
-class SocketPeer:
+class SocketPeer(QuietWirePeer):
     """A real connection to the engine."""
 
     def __init__(self, engine: EngineProcess, name: str) -> None:
         implicit = name.startswith("tls_")
-        self._wire = SMTPWire(engine.pop3s_port if implicit else engine.pop3_port,
-                              timeout=READ_TIMEOUT)
-        self._context = ssl.create_default_context(
-            cafile=str(engine.data_dir / "tls" / "cert.pem"))
+        super().__init__(SMTPWire(engine.pop3s_port if implicit else engine.pop3_port,
+                                  timeout=READ_TIMEOUT))
+        self._context = client_context(engine)
         if implicit:
             self.start_tls()
 
-    def send(self, data: bytes) -> None:
-        with contextlib.suppress(OSError):   # the server may have closed: reads will show it
-            self._wire.send(data)
-
-    def read_line(self, timeout: float = READ_TIMEOUT) -> str:
-        try:
-            line = self._wire.read_line(timeout)
-        except TimeoutError:
-            return f"<nothing within {timeout:.1f}s>"
-        except (ConnectionClosed, OSError) as exc:
-            return f"<connection failed: {exc}>"
-        return CLOSED if line is None else line
-
-    def start_tls(self) -> None:
-        self._wire.sock = self._context.wrap_socket(self._wire.sock, server_hostname=HOSTNAME)
-
-    def close(self) -> None:
-        self._wire.close()
+    def start_tls(self, context: ssl.SSLContext | None = None,
+                  hostname: str | None = HOSTNAME) -> None:
+        super().start_tls(context or self._context, hostname)
 
 
 Peer = CorePeer | SocketPeer
 
 
 def converse(transcript: Transcript, peer: Peer, tls_after_stls: bool) -> list[str]:
-    """Play the transcript; what happened, in the transcript's notation (matched lines as
-    written, so a diff shows only the differences; after a mismatch, what else came)."""
-    seen: list[str] = []
-    steps = transcript.steps
-    index = 0
-    while index < len(steps):
-        if steps[index].kind != "S":
-            batch = []
-            while index < len(steps) and steps[index].kind != "S":
-                batch.append(steps[index])
-                index += 1
-            peer.send(b"".join(step.payload() for step in batch))
-            seen.extend(step.render() for step in batch)
-            continue
-        got = peer.read_line()
-        if not _matches(steps[index].text, got):
-            return [*seen, f"S: {got}", *_drain(peer)]
-        seen.append(steps[index].render())
-        index += 1
+    """Play the transcript (see `harness.transcripts.play`), starting TLS on the socket
+    after `{STLS_BEGIN}` when `tls_after_stls`."""
+
+    def on_line(got: str) -> None:
         if tls_after_stls and got == replies.STLS_BEGIN:
             peer.start_tls()
-    if steps[-1].text != CLOSED:
-        seen.extend(_drain(peer, timeout=0.1))
-    return seen
 
-
-def _drain(peer: Peer, timeout: float = 0.3) -> list[str]:
-    extra: list[str] = []
-    while True:
-        got = peer.read_line(timeout)
-        if got.startswith("<"):
-            return [*extra, f"S: {got}"] if got == CLOSED else extra
-        extra.append(f"S: {got}")
+    return play(transcript.steps, peer, pattern, on_line)
 
 
 # -- set-up ----------------------------------------------------------------------------------
@@ -328,13 +248,6 @@ def run_on_socket(transcript: Transcript, engine: EngineProcess) -> list[str]:
             peer.close()
 
 
-def assert_conversation(path: Path, how: str, expected: list[str], got: list[str]) -> None:
-    if got != expected:
-        diff = "\n".join(difflib.unified_diff(expected, got, "expected", "got", lineterm=""))
-        pytest.fail(f"transcript {path.name} ({how}) differs (- expected, + got):\n{diff}",
-                    pytrace=False)
-
-
 def test_transcripts_exist() -> None:
     assert len(TRANSCRIPTS) >= 10, f"expected the POP3 transcripts in {HERE}"
     for path in TRANSCRIPTS:
@@ -346,7 +259,7 @@ def test_transcript_on_core(path: Path, tmp_path: Path) -> None:
     transcript = parse(path)
     expected = [step.render() for step in transcript.steps]
     got = run_on_core(transcript, prepare(transcript, tmp_path / "core"))
-    assert_conversation(path, "core", expected, got)
+    assert_conversation(path, expected, got, "core")
 
 
 @pytest.mark.parametrize("path", TRANSCRIPTS, ids=[p.stem for p in TRANSCRIPTS])
@@ -354,7 +267,7 @@ def test_transcript_on_socket(path: Path, tmp_path: Path) -> None:
     transcript = parse(path)
     expected = [step.render() for step in transcript.steps]
     got = run_on_socket(transcript, prepare(transcript, tmp_path / "socket"))
-    assert_conversation(path, "socket", expected, got)
+    assert_conversation(path, expected, got, "socket")
 
 
 # -- the runner's own checks -----------------------------------------------------------------

@@ -22,10 +22,8 @@ an engine; the directory is emptied before each one.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -33,54 +31,32 @@ import pytest
 from appliance.smtp import replies
 from appliance.storage.directory import DirectoryError
 from harness.engine import EngineProcess
-from harness.smtp_wire import ConnectionClosed, SMTPWire
+from harness.smtp_wire import SMTPWire
+from harness.transcripts import (
+    READ_TIMEOUT,
+    Transcript,
+    TranscriptError,
+    WirePeer,
+    assert_conversation,
+    catalogue,
+    lines,
+    play,
+    setting,
+    step_of,
+)
 
 HERE = Path(__file__).parent / "smtp"
 HOSTNAME = "mx.transcripts.test"
-CLOSED = "<closed>"
-READ_TIMEOUT = 5.0
-CATALOGUE: dict[str, str] = {
-    name: value for name, value in vars(replies).items()
-    if name.isupper() and isinstance(value, str)
-}
+CATALOGUE = catalogue(replies)
 _PLACEHOLDER = re.compile(r"(\{[A-Za-z_]+\})")
 _FIELDS = {"{hostname}": re.escape(HOSTNAME), "{queue_id}": "[0-9A-Z]{8,20}"}
-
-
-@dataclass(frozen=True)
-class Step:
-    """One `C:` or `S:` line of a transcript."""
-
-    kind: str      # "C" or "S"
-    text: str      # as written after the "C: " / "S: "
-
-    def render(self) -> str:
-        return f"{self.kind}: {self.text}"
-
-
-@dataclass
-class Transcript:
-    """A parsed transcript file."""
-
-    name: str
-    settings: dict[str, int | str] = field(default_factory=dict)
-    setup: list[tuple[str, ...]] = field(default_factory=list)
-    steps: list[Step] = field(default_factory=list)
-
-
-class TranscriptError(ValueError):
-    """The transcript file itself is malformed."""
 
 
 def parse(path: Path) -> Transcript:
     """Read a transcript file; raise TranscriptError naming the line for a bad one."""
     transcript = Transcript(path.stem)
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        where = f"{path.name}:{number}"
-        if not raw.strip() or raw.startswith("#"):
-            continue
-        if raw.startswith(("C: ", "S: ")) or raw in ("C:", "S:"):
-            step = Step(raw[0], raw[3:])
+    for where, raw in lines(path):
+        if (step := step_of(raw, ("C", "S"))) is not None:
             if step.kind == "S":
                 _check_expectation(step.text, where)
             transcript.steps.append(step)
@@ -96,9 +72,8 @@ def parse(path: Path) -> Transcript:
 def _directive(transcript: Transcript, words: list[str], where: str) -> None:
     if transcript.steps:
         raise TranscriptError(f"{where}: setup directives belong before the conversation")
-    if words[:1] == ["setting"] and len(words) == 4 and words[2] == "=":
-        value: int | str = int(words[3]) if words[3].isdigit() else words[3]
-        transcript.settings[words[1].replace(".", "__")] = value
+    if (value := setting(words)) is not None:
+        transcript.settings[value[0]] = value[1]
     elif (words[:1] in (["domain"], ["account"], ["disabled"]) and len(words) == 2) or (
             words[:1] == ["alias"] and len(words) == 3):
         transcript.setup.append(tuple(words))
@@ -132,64 +107,9 @@ def pattern(text: str) -> re.Pattern[str]:
 
 
 def converse(transcript: Transcript, port: int) -> list[str]:
-    """Play the transcript; return what happened, in the transcript's own notation.
-
-    Lines that matched are rendered exactly as written, so a diff against the file shows
-    only the differences. At the first mismatch the rest of what the server sends is kept.
-    """
-    seen: list[str] = []
-    steps = transcript.steps
+    """Play the transcript over a raw socket to `port` (see `harness.transcripts.converse`)."""
     with SMTPWire(port, timeout=READ_TIMEOUT) as wire:
-        index = 0
-        while index < len(steps):
-            if steps[index].kind == "C":
-                batch = []
-                while index < len(steps) and steps[index].kind == "C":
-                    batch.append(steps[index])
-                    index += 1
-                try:
-                    wire.send(b"".join(s.text.encode() + b"\r\n" for s in batch))
-                except OSError as exc:
-                    return [*seen, f"!! sending failed: {exc}"]
-                seen.extend(s.render() for s in batch)
-                continue
-            step = steps[index]
-            got = _receive(wire)
-            if not _matches(step.text, got):
-                return [*seen, f"S: {got}", *_drain(wire)]
-            seen.append(step.render())
-            index += 1
-        if steps[-1].text != CLOSED:
-            seen.extend(_drain(wire, timeout=0.1))
-    return seen
-
-
-def _receive(wire: SMTPWire, timeout: float = READ_TIMEOUT) -> str:
-    try:
-        line = wire.read_line(timeout)
-    except TimeoutError:
-        return f"<nothing within {timeout:.1f}s>"
-    except (ConnectionClosed, OSError) as exc:
-        return f"<connection failed: {exc}>"
-    return CLOSED if line is None else line
-
-
-def _matches(expected: str, got: str) -> bool:
-    if expected == CLOSED or got == CLOSED:
-        return expected == got
-    return pattern(expected).fullmatch(got) is not None
-
-
-def _drain(wire: SMTPWire, timeout: float = 0.3) -> list[str]:
-    """Whatever else the server sends within `timeout` per line."""
-    extra: list[str] = []
-    while True:
-        got = _receive(wire, timeout)
-        if got.startswith("<nothing") or got.startswith("<connection failed"):
-            return extra
-        extra.append(f"S: {got}")
-        if got == CLOSED:
-            return extra
+        return play(transcript.steps, WirePeer(wire), pattern)
 
 
 # -- engines and directory set-up -----------------------------------------------------------
@@ -199,10 +119,10 @@ class Engines:
 
     def __init__(self, root: Path) -> None:
         self._root = root
-        self._running: dict[tuple[tuple[str, int | str], ...], EngineProcess] = {}
+        self._running: dict[tuple[tuple[str, str], ...], EngineProcess] = {}
 
     def for_transcript(self, transcript: Transcript) -> EngineProcess:
-        key = tuple(sorted(transcript.settings.items()))
+        key = tuple(sorted((k, repr(v)) for k, v in transcript.settings.items()))
         engine = self._running.get(key)
         if engine is None:
             engine = EngineProcess(self._root / f"engine{len(self._running)}",
@@ -272,14 +192,6 @@ def test_transcript(path: Path, engines: Engines) -> None:
     expected = [step.render() for step in transcript.steps]
     got = converse(transcript, engine.smtp_port)
     assert_conversation(path, expected, got)
-
-
-def assert_conversation(path: Path, expected: list[str], got: list[str]) -> None:
-    """Fail with a unified diff when a conversation differs from its transcript."""
-    if got != expected:
-        diff = "\n".join(difflib.unified_diff(expected, got, "expected", "got", lineterm=""))
-        pytest.fail(f"transcript {path.name} differs (- expected, + got):\n{diff}",
-                    pytrace=False)
 
 
 # -- the runner's own checks (so a broken runner cannot pass every transcript) ---------------

@@ -15,21 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from transcripts.test_smtp_transcripts import (
-    CLOSED,
-    READ_TIMEOUT,
-    Engines,
-    Transcript,
-    _drain,
-    _matches,
-    _receive,
-    assert_conversation,
-    parse,
-)
+from transcripts.test_smtp_transcripts import Engines, parse, pattern
 
 from appliance.smtp import replies
 from harness.engine import EngineProcess
 from harness.smtp_wire import SMTPWire
+from harness.transcripts import READ_TIMEOUT, Transcript, WirePeer, assert_conversation, play
 
 HERE = Path(__file__).parent / "submission"
 TRANSCRIPTS = sorted(HERE.glob("*.txt"))
@@ -53,29 +44,13 @@ def connect(engine: EngineProcess, name: str) -> SMTPWire:
 
 def converse(transcript: Transcript, wire: SMTPWire) -> list[str]:
     """Play the transcript (as the MX runner does), starting TLS after READY_FOR_TLS."""
-    seen: list[str] = []
-    steps = transcript.steps
-    index = 0
-    while index < len(steps):
-        if steps[index].kind == "C":
-            batch = []
-            while index < len(steps) and steps[index].kind == "C":
-                batch.append(steps[index])
-                index += 1
-            wire.send(b"".join(s.text.encode() + b"\r\n" for s in batch))
-            seen.extend(s.render() for s in batch)
-            continue
-        step = steps[index]
-        got = _receive(wire)
-        if not _matches(step.text, got):
-            return [*seen, f"S: {got}", *_drain(wire)]
-        seen.append(step.render())
-        index += 1
+    peer = WirePeer(wire)
+
+    def on_line(got: str) -> None:
         if got == replies.READY_FOR_TLS:
-            wire.sock = _context().wrap_socket(wire.sock)
-    if steps[-1].text != CLOSED:
-        seen.extend(_drain(wire, timeout=0.1))
-    return seen
+            peer.start_tls(_context())
+
+    return play(transcript.steps, peer, pattern, on_line)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""Socket plumbing shared by the engine's own line-protocol listeners (IMAP, POP3)."""

@@ -1,0 +1,196 @@
+"""The asyncio side that the IMAP and POP3 drivers share: one client connection's transport,
+its input buffer (reading pauses while too much piles up), the write gate that waits for the
+socket to drain, the STARTTLS upgrade, what the `ConnectionTracker` needs, and binding a
+listener. What is said on the wire, and when, stays in each protocol's `server` module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import ssl
+from collections.abc import Callable
+from typing import ClassVar
+
+from appliance.core import log
+from appliance.smtp.connections import ConnectionTracker, Listener
+
+TLS_HANDSHAKE_TIMEOUT = 20.0
+LISTEN_BACKLOG = 512
+
+
+class StreamConnection(asyncio.Protocol):
+    """One client connection under a protocol driver.
+
+    A subclass sets `max_unread` and `log_name` and fills in `goodbye` (the tracker's SMTP
+    reply said in its protocol) and `serve` (the session, started once the tracker has
+    admitted the connection). It sets `busy` while a command is being answered.
+    """
+
+    max_unread: ClassVar[int] = 64 * 1024    # received, not yet taken: pause reading
+    log_name: ClassVar[str] = "stream"
+
+    def __init__(self, tracker: ConnectionTracker, tls: ssl.SSLContext) -> None:
+        self._tracker = tracker
+        self._tls = tls
+        self.client_ip = "unknown"
+        self.busy = False                     # between a command and the end of its answer
+        self._transport: asyncio.Transport | None = None
+        self._unread: list[bytes] = []
+        self._unread_size = 0
+        self._eof = False
+        self._closed = False
+        self._data_ready = asyncio.Event()
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- what the subclass says ----------------------------------------------------------
+
+    def goodbye(self, smtp_reply: str) -> bytes:
+        """The line telling a client why it is refused or closed (`smtp_reply` is the
+        tracker's, from `smtp.replies`)."""
+        raise NotImplementedError
+
+    async def serve(self) -> None:
+        """The session; the connection is closed when it returns."""
+        raise NotImplementedError
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client_ip = str(peer[0]) if isinstance(peer, tuple) else "unknown"
+        refusal = self._tracker.admit(self, self.client_ip)
+        if refusal is not None:
+            self._send_and_close(self.goodbye(refusal))
+            return
+        self._task = asyncio.ensure_future(self.serve())
+
+    def data_received(self, data: bytes) -> None:
+        self._unread.append(data)
+        self._unread_size += len(data)
+        self._data_ready.set()
+        if self._unread_size > self.max_unread and self._transport is not None:
+            self._transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._data_ready.set()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = self._closed = True
+        self._data_ready.set()
+        self._can_write.set()
+        self._tracker.release(self)
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    # -- what the tracker needs (smtp.connections.Closable) ------------------------------
+
+    @property
+    def in_transaction(self) -> bool:
+        """Busy answering a command (a login, a FETCH, a RETR): shutdown waits for it."""
+        return self.busy
+
+    def close_transport(self, reply: str | None = None) -> None:
+        """Close now. A client between commands is told why (`goodbye`); one in the middle
+        of an answer is not, where the line would read as part of it."""
+        self._send_and_close(self.goodbye(reply) if reply is not None and not self.busy
+                             else b"")
+
+    # -- I/O for the driver --------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _send_and_close(self, data: bytes) -> None:
+        if self._closed or self._transport is None:
+            return
+        self._closed = True
+        if data and not self._transport.is_closing():
+            self._transport.write(data)
+        self._transport.close()
+
+    def _abort(self) -> None:
+        """Drop the connection and its unsent output (close() would wait to flush it)."""
+        self._closed = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def read_input(self, timeout: float) -> bytes | None:
+        """All the client has sent so far, waiting up to `timeout` seconds for some; None at
+        EOF. Reading resumes if it was paused.
+
+        Raises:
+            TimeoutError: nothing arrived within `timeout` seconds.
+        """
+        while not self._unread and not self._eof:
+            self._data_ready.clear()
+            await asyncio.wait_for(self._data_ready.wait(), max(timeout, 0.0))
+        if not self._unread:
+            return None
+        data = b"".join(self._unread)
+        self._unread.clear()
+        self._unread_size = 0
+        if self._transport is not None and not self._closed:
+            self._transport.resume_reading()
+        return data
+
+    async def drained(self, timeout: float) -> asyncio.Transport | None:
+        """The transport to write to once the socket has drained; None when the connection
+        is gone. A client that reads nothing for `timeout` seconds is dropped: a slow-read
+        attack would otherwise hold the connection and its buffered output for ever."""
+        if not self._can_write.is_set():
+            try:
+                await asyncio.wait_for(self._can_write.wait(), timeout)
+            except TimeoutError:
+                log.event(f"{self.log_name}.write_timeout", client=self.client_ip,
+                          timeout=timeout)
+                self._abort()
+                return None
+        return None if self._closed else self._transport
+
+    async def upgrade_tls(self) -> None:
+        """The server side of STARTTLS/STLS. Plaintext the client pipelined after the
+        command is dropped, never read as if it had come over TLS (RFC 3207 6, RFC 2595 4:
+        the STARTTLS command injection attack)."""
+        assert self._transport is not None
+        self._unread.clear()
+        self._unread_size = 0
+        transport = await asyncio.get_running_loop().start_tls(
+            self._transport, self, self._tls, server_side=True,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+        if transport is None:
+            raise ConnectionError("TLS handshake did not complete")
+        self._transport = transport
+
+
+def is_loopback(ip: str) -> bool:
+    """Whether `ip` (as the transport reports it, IPv4-mapped or not) is a loopback address."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+async def listen(name: str, factory: Callable[[], asyncio.Protocol], address: str, port: int,
+                 tracker: ConnectionTracker, tls: ssl.SSLContext | None) -> Listener:
+    """Bind one listener; with `tls`, every connection starts with the handshake (implicit
+    TLS, RFC 8314 3.3)."""
+    server = await asyncio.get_running_loop().create_server(
+        factory, host=address, port=port, reuse_address=True, backlog=LISTEN_BACKLOG,
+        ssl=tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if tls is not None else None)
+    log.event("listener.started", listener=name, address=address, port=port)
+    return Listener(name, server, tracker)
