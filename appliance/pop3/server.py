@@ -32,7 +32,7 @@ from appliance.smtp.connections import ConnectionTracker, Listener
 from appliance.storage.db import open_database
 from appliance.storage.directory import Account, SqliteDirectory
 from appliance.storage.mailbox_api import MailStores
-from appliance.storage.maildir.account import MaildirStores
+from appliance.storage.maildir.stores import MaildirStores
 
 WRITE_SLICE = 64 * 1024           # output is written this much at a time, draining between
 MAX_UNREAD = 64 * 1024            # received but not yet handed to the core: pause reading

@@ -48,9 +48,9 @@ from pathlib import Path
 import pytest
 
 from appliance.storage.maildir import flags as names
-from appliance.storage.maildir.account import MaildirStores
 from appliance.storage.maildir.folders import folder_path
 from appliance.storage.maildir.index import INDEX_NAME
+from appliance.storage.maildir.stores import MaildirStores
 from harness.crash import (
     AckLedger,
     killed_if_left_running,

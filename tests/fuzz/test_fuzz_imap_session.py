@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from appliance.storage.db import open_database
 from appliance.storage.directory import SqliteDirectory
 from appliance.storage.interfaces import Mailbox
-from appliance.storage.maildir.account import MaildirStores
 from appliance.storage.maildir.store import MaildirStore
+from appliance.storage.maildir.stores import MaildirStores
 from harness.imap_core import ADDRESS, PASSWORD, CoreWire
 
 MAILBOXES = ["INBOX", "Archive", "Trash", '"New Folder"', "Foo/Bar", "&AOQ-", "nowhere", '""']

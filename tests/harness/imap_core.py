@@ -18,7 +18,7 @@ from appliance.imap.receiver import (
     ReceiverError,
 )
 from appliance.imap.session import ImapConfig, ImapSession
-from appliance.storage.maildir.account import MaildirStores
+from appliance.storage.maildir.stores import MaildirStores
 
 ADDRESS = "alice@example.test"
 PASSWORD = "correct horse battery"       # what EngineProcess.add_account sets

@@ -29,8 +29,8 @@ import pytest
 from appliance.storage.db import open_database
 from appliance.storage.directory import SqliteDirectory
 from appliance.storage.interfaces import Mailbox
-from appliance.storage.maildir.account import MaildirStores
 from appliance.storage.maildir.store import MaildirStore
+from appliance.storage.maildir.stores import MaildirStores
 from harness.engine import EngineProcess, loopback_context
 from harness.imap_core import ADDRESS, PASSWORD, CoreWire
 

@@ -18,8 +18,8 @@ from appliance.imap.session import ImapConfig, ImapSession
 from appliance.storage.db import open_database
 from appliance.storage.directory import SqliteDirectory
 from appliance.storage.interfaces import Mailbox
-from appliance.storage.maildir.account import MaildirStores
 from appliance.storage.maildir.store import MaildirStore
+from appliance.storage.maildir.stores import MaildirStores
 
 ADDRESS = "alice@example.test"
 

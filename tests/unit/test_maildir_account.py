@@ -12,7 +12,8 @@ from appliance.core import fsio
 from appliance.storage.db import open_database
 from appliance.storage.directory import SqliteDirectory
 from appliance.storage.mailbox_api import INBOX, FlagOperation, FolderInUseError, OverQuotaError
-from appliance.storage.maildir.account import MaildirAccount, MaildirStores
+from appliance.storage.maildir.account import MaildirAccount
+from appliance.storage.maildir.stores import MaildirStores
 
 HASH = "$argon2id$v=19$m=8192,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
 BODY = b"Subject: x\n\nbody\n"
