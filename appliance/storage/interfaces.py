@@ -3,7 +3,9 @@
 
 Implementations: `directory.SqliteDirectory`, `maildir.store.MaildirStore` and
 `appliance.outbound.spool.Spool`; a scale-out
-implementation plugs in behind the same Protocols (DESIGN.md, "Boundaries").
+implementation plugs in behind the same Protocols (DESIGN.md, "Boundaries"). The mailbox
+side that IMAP and POP3 read and change (`AccountMail`, `MailStores`) has its own contract
+module, `mailbox_api`, because it is large.
 """
 
 from __future__ import annotations
