@@ -4,22 +4,32 @@ two-way sync: new mail down, flag changes and deletions up, a folder created on 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from harness.debian import ensure_package
 from harness.engine import EngineProcess
 from harness.imap import HOSTNAME, PASSWORD, deliver, ssl_client
 
 MX_SETTINGS = {"server__dev_mode": False, "auth__failure_delay_ms": 0}
 
-needs_curl = pytest.mark.skipif(shutil.which("curl") is None,
-                                reason="curl is not installed (build.sh test installs it)")
-needs_mbsync = pytest.mark.skipif(shutil.which("mbsync") is None,
-                                  reason="mbsync is not installed (Debian isync)")
+needs_curl = pytest.mark.usefixtures("curl")
+needs_mbsync = pytest.mark.usefixtures("mbsync")
+
+
+@pytest.fixture(scope="module")
+def curl() -> str:
+    """curl from Debian, installed when missing (never skipped)."""
+    return ensure_package("curl", "curl")
+
+
+@pytest.fixture(scope="module")
+def mbsync() -> str:
+    """mbsync from Debian's isync, installed when missing (never skipped)."""
+    return ensure_package("mbsync", "isync")
 
 
 def _message(number: int) -> bytes:

@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Callable
 
 from appliance.pop3 import replies
+from harness.debian import ensure_package
 from harness.engine import EngineProcess
 from harness.pop3 import (
     HOSTNAME,
@@ -26,7 +27,7 @@ MX_SETTINGS = {"server__dev_mode": False, "pop3__max_connections_per_ip": 3}
 def _curl(mx: EngineProcess, url: str, address: str,
           *extra: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        ["curl", "--silent", "--show-error", "--max-time", "20",
+        [ensure_package("curl", "curl"), "--silent", "--show-error", "--max-time", "20",
          "--cacert", str(mx.data_dir / "tls" / "cert.pem"),
          "--resolve", f"mx.mailstead.test:{mx.pop3_port}:127.0.0.1",
          "--resolve", f"mx.mailstead.test:{mx.pop3s_port}:127.0.0.1",

@@ -10,7 +10,6 @@ inside a served zone get NXDOMAIN. Point `outbound.resolver` at `KnotDns.resolve
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import socket
 import subprocess
@@ -21,23 +20,14 @@ from types import TracebackType
 import dns.exception
 import dns.resolver
 
+from harness.debian import ensure_package
+
 KNOTD = Path("/usr/sbin/knotd")
 
 
 def ensure_knot_installed() -> None:
     """Install Debian's `knot` package unless knotd is present (needs root)."""
-    if KNOTD.exists():
-        return
-    if os.geteuid() != 0:
-        raise RuntimeError(f"{KNOTD} is missing; install Debian's 'knot' package as root")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "knot"]
-    if subprocess.run(install, env=env, capture_output=True, timeout=600).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True,
-                       timeout=600, check=True)
-        subprocess.run(install, env=env, capture_output=True, timeout=600, check=True)
-    if not KNOTD.exists():
-        raise RuntimeError(f"installed knot but {KNOTD} is still missing")
+    ensure_package(str(KNOTD), "knot")
 
 
 def free_udp_tcp_port(address: str = "127.0.0.1") -> int:
