@@ -43,6 +43,8 @@ def crlf_size(data: bytes) -> int:
 
 def to_crlf(data: bytes) -> bytes:
     """`data` with CRLF line ends, whether it was stored with LF, CRLF or a mix."""
+    if b"\r" not in data:              # stored with LF, as we and Dovecot store: one pass
+        return data.replace(b"\n", b"\r\n")
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
