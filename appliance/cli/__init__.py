@@ -7,9 +7,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from appliance.cli import config_cmds, directory_cmds, queue_cmds, run_cmds
+from appliance.cli import config_cmds, directory_cmds, dkim_cmds, queue_cmds, run_cmds
 from appliance.cli.context import CliError
 from appliance.core.addresses import AddressError
+from appliance.dkim.keys import DkimKeyError
 from appliance.settings import SettingsError
 from appliance.storage.directory import DirectoryError
 
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_cmds.register(commands)
     directory_cmds.register(commands)
     queue_cmds.register(commands)
+    dkim_cmds.register(commands)
     return parser
 
 
@@ -34,7 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result: int = args.handler(args)
-    except (CliError, SettingsError, DirectoryError, AddressError, ValueError) as exc:
+    except (CliError, SettingsError, DirectoryError, AddressError, DkimKeyError,
+            ValueError) as exc:
         print(f"mailstead: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

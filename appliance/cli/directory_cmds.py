@@ -16,6 +16,7 @@ from appliance.auth.passwords import Passwords
 from appliance.auth.verify import AccountVerifier
 from appliance.cli import context
 from appliance.cli.context import CliError
+from appliance.dkim import keys
 from appliance.storage.maildir.store import create_maildir
 
 
@@ -64,9 +65,14 @@ def _register_alias(parser: argparse.ArgumentParser) -> None:
 
 
 def domain_command(args: argparse.Namespace) -> int:
-    directory, _ = context.open_directory(context.settings(args))
+    current = context.settings(args)
+    directory, _ = context.open_directory(current)
     if args.action == "add":
-        print(f"added domain {directory.add_domain(args.domain)}")
+        name = directory.add_domain(args.domain)
+        print(f"added domain {name}")
+        dkim = keys.ensure_keys(current.data_dir, name)
+        print(f"DKIM selectors {dkim.active.rsa} and {dkim.active.ed25519}: "
+              f"publish `mailstead dns records {name}`")
     elif args.action == "list":
         for name in directory.list_domains():
             print(name)

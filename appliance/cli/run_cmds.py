@@ -12,6 +12,7 @@ from appliance.auth.passwords import Passwords
 from appliance.cli import context
 from appliance.cli.context import CliError
 from appliance.core import log
+from appliance.dkim import keys
 from appliance.settings import load_settings, render_toml
 from appliance.storage.db import open_database
 from appliance.storage.directory import SqliteDirectory
@@ -67,6 +68,7 @@ def dev_init_command(args: argparse.Namespace) -> int:
     datadir.prepare(current)
     accounts = SqliteDirectory(open_database(current.data_dir))
     accounts.add_domain(DEV_DOMAIN)
+    keys.ensure_keys(current.data_dir, DEV_DOMAIN)
     password = secrets.token_urlsafe(15)
     account = accounts.add_account(DEV_ACCOUNT,
                                    Passwords.from_settings(current).hash(password))

@@ -18,6 +18,7 @@ from appliance.control.queue_ops import QueueOps
 from appliance.control.server import SOCKET_NAME, ControlServer
 from appliance.core import log
 from appliance.core.sizes import parse_space
+from appliance.dkim.signer import DkimSigner
 from appliance.outbound import transport
 from appliance.outbound.connections import SessionPool
 from appliance.outbound.dnscache import make_dns_cache
@@ -139,7 +140,9 @@ async def start_queue_runner(settings: Settings, executor: Executor,
         _reporter(settings, deliverer, directory),
         RunnerLimits(settings.get_int("queue.max_deliveries"),
                      settings.get_int("queue.max_per_domain"),
-                     settings.get_int("queue.initial_per_domain")))
+                     settings.get_int("queue.initial_per_domain")),
+        # DKIM (issue 5): signs mail of local domains that have keys, leaves the rest
+        signer=DkimSigner(settings.data_dir, settings.get_str("server.hostname")))
     wake = await _listen(settings, runner)
     control = ControlServer(QueueOps(spool, runner.wake, lambda: runner.in_flight), executor)
     try:
