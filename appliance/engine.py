@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from appliance.auth.guard import LoginGuard
+from appliance.checks.pipeline import build_checks
 from appliance.core import log
 from appliance.imap.server import start_imap
 from appliance.outbound.service import (
@@ -94,7 +95,8 @@ async def start_mx(settings: Settings, executor: ThreadPoolExecutor,
     tls = server_context(settings.data_path("tls.cert_file"), settings.data_path("tls.key_file"))
     hostname = settings.get_str("server.hostname")
     handler = MxHandler(directory, build_deliverer(settings, executor), executor, hostname,
-                        settings.get_int("limits.max_recipients"), space_guard(settings))
+                        settings.get_int("limits.max_recipients"), space_guard(settings),
+                        checks=build_checks(settings))
     tracker = ConnectionTracker(settings.get_int("limits.max_connections"),
                                 settings.get_int("limits.max_connections_per_ip"))
 

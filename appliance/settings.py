@@ -62,6 +62,11 @@ class Setting:
         return "a string" if self.optional else "a non-empty string"
 
 
+def _clamd_address(text: str) -> object:
+    from appliance.checks.clamav import parse_address  # the check owns the format
+    return parse_address(text)
+
+
 KIB = 1024
 MIB = 1024 * KIB
 
@@ -283,6 +288,24 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("queue", "bounce_max_size", int, 1 * MIB,
             "Largest original message returned whole in a bounce (RET=FULL); a larger one "
             "is returned as its headers only.", 0, 1024 * MIB),
+    # -- the virus check (checks/clamav.py): clamd over its socket, INSTREAM ---------------
+    Setting("antivirus", "enabled", bool, True,
+            "Scan every message received on the MX and on submission with clamd before it "
+            "is stored or queued; infected mail gets `554 5.7.1`."),
+    Setting("antivirus", "clamd_socket", str, "/run/clamav/clamd.ctl",
+            "Where clamd listens: its UNIX socket path, or `HOST:PORT` for TCP.",
+            validate=_clamd_address,
+            accepted_text="an absolute socket path or `HOST:PORT` (`[v6]:PORT` for IPv6)"),
+    Setting("antivirus", "timeout", int, 30,
+            "Seconds one scan may take (connect, send, verdict); a slower or unreachable "
+            "clamd counts as unavailable.", 1, 600),
+    Setting("antivirus", "fail_open", bool, False,
+            "When clamd is unavailable: false defers the message with `451 4.7.1` (the "
+            "sender retries); true accepts it with an `X-Virus-Scan: unavailable` header."),
+    Setting("antivirus", "max_scan_size", int, 25 * MIB,
+            "Largest message sent to clamd, in bytes (keep it at most clamd's "
+            "StreamMaxLength); larger messages are accepted unscanned with an "
+            "`X-Virus-Scan: skipped` header and a log line.", 64 * KIB, 1024 * MIB),
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SCHEMA}

@@ -34,6 +34,9 @@ DEV_SETTINGS: dict[str, Any] = {
     "listen.pop3s_port": 9950,
     "listen.dav_port": 5232,
     "listen.console_port": 8080,
+    # No clamd in a dev checkout: scanning on would answer 451 to every message. The
+    # appliance runs Debian's clamd and keeps the default (on).
+    "antivirus.enabled": False,
 }
 
 

@@ -8,10 +8,12 @@ fsyncs never block the event loop; the `250` is sent only after they finished.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from concurrent.futures import Executor
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
+from appliance.checks.pipeline import MessageCheck, log_checks, run_checks
 from appliance.core import log
 from appliance.core.addresses import AddressError, parse_address
 from appliance.core.errors import MailError
@@ -35,8 +37,10 @@ class MxHandler:
     """Policy hooks for the MX listener (local domains only, no relaying)."""
 
     def __init__(self, directory: Directory, deliverer: Deliverer, executor: Executor,
-                 hostname: str, max_recipients: int, space: SpaceGuard | None = None) -> None:
+                 hostname: str, max_recipients: int, space: SpaceGuard | None = None,
+                 checks: Sequence[MessageCheck] = ()) -> None:
         self._directory = directory
+        self._checks = tuple(checks)
         self._deliverer = deliverer
         self._executor = executor
         self._hostname = hostname
@@ -94,8 +98,12 @@ class MxHandler:
         assert isinstance(envelope, MxEnvelope)
         assert envelope.original_content is not None
         queue_id = new_queue_id()
+        decision = await run_checks(self._checks, envelope.original_content)
+        log_checks("smtp", decision, queue_id, client_ip(session))
+        if decision.refused:      # the client sees the generic reply, the log the reason
+            return decision.reply
         trace = self._trace(session, envelope, queue_id).replace(b"\n", b"\r\n")
-        message = trace + envelope.original_content
+        message = trace + decision.header_bytes() + envelope.original_content
         dsn = envelope_dsn(envelope)
         try:
             await self._deliverer.accept(

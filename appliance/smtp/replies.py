@@ -81,6 +81,11 @@ FROM_NOT_OWNED = "553 5.7.1 From header rejected: address not owned by the authe
 FROM_HEADER_INVALID = "550 5.6.0 Message needs exactly one well-formed From header"
 SENDING_RATE_EXCEEDED = "450 4.7.1 Sending rate limit exceeded, try again later"
 
+# Message checks (appliance/checks/): the client learns only that policy decided (RFC 3463
+# X.7.1 "delivery not authorized, message refused"); the log names the check and the reason.
+POLICY_REJECTED = "554 5.7.1 Message rejected by policy"
+POLICY_DEFERRED = "451 4.7.1 Message deferred by policy, please retry later"
+
 # aiosmtpd's built-in replies, by prefix, and what we send instead. Prefixes ending in ":"
 # keep the rest of the original text (it carries the command's syntax help).
 _AIOSMTPD_REPLIES: tuple[tuple[str, str], ...] = (

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
 from appliance.auth.guard import LoginGuard
+from appliance.checks.pipeline import MessageCheck, log_checks, run_checks
 from appliance.core import log
 from appliance.core.addresses import Address, AddressError, parse_address
 from appliance.core.errors import MailError
@@ -54,9 +56,10 @@ class SubmissionHandler(SmtpAuthMechanisms):
 
     def __init__(self, directory: SenderDirectory, deliverer: Deliverer, guard: LoginGuard,
                  limiter: SlidingWindowLimiter, *, hostname: str, max_recipients: int,
-                 space: SpaceGuard | None = None) -> None:
+                 space: SpaceGuard | None = None, checks: Sequence[MessageCheck] = ()) -> None:
         super().__init__(guard)
         self._directory = directory
+        self._checks = tuple(checks)
         self._deliverer = deliverer
         self._limiter = limiter
         self._hostname = hostname
@@ -139,7 +142,12 @@ class SubmissionHandler(SmtpAuthMechanisms):
             _refused(session, account, "rate_limited", envelope.mail_from or "")
             return replies.SENDING_RATE_EXCEEDED
         queue_id = new_queue_id()
-        message = self._complete(envelope, content, queue_id, time.time())
+        decision = await run_checks(self._checks, content)     # infected mail is refused too
+        log_checks("submission", decision, queue_id, client_ip(session))
+        if decision.refused:
+            return decision.reply
+        message = self._complete(envelope, decision.header_bytes() + content, queue_id,
+                                 time.time())
         return await self._deliver(session, envelope, account, message, queue_id)
 
     async def handle_exception(self, error: Exception) -> str:

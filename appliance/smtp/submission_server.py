@@ -12,6 +12,7 @@ from concurrent.futures import Executor
 from appliance.auth.guard import LoginGuard
 from appliance.auth.passwords import Passwords
 from appliance.auth.verify import ThreadLocalVerifier
+from appliance.checks.pipeline import build_checks
 from appliance.core import log
 from appliance.core.ratelimit import SlidingWindowLimiter
 from appliance.outbound.service import build_deliverer, space_guard
@@ -41,7 +42,8 @@ def build_handler(settings: Settings, executor: Executor, guard: LoginGuard) -> 
         guard, SlidingWindowLimiter(settings.get_int("submission.rate_limit_messages"),
                                     settings.get_int("submission.rate_limit_window")),
         hostname=settings.get_str("server.hostname"),
-        max_recipients=settings.get_int("limits.max_recipients"), space=space_guard(settings))
+        max_recipients=settings.get_int("limits.max_recipients"), space=space_guard(settings),
+        checks=build_checks(settings))
 
 
 async def start_submission(settings: Settings, executor: Executor, guard: LoginGuard,

@@ -20,12 +20,28 @@ def values_for(setting: Setting) -> st.SearchStrategy[Any]:
         return st.booleans()
     if setting.kind is int:
         return st.integers(setting.minimum, setting.maximum)
-    if setting.validate is not None:     # e.g. sizes: "512MiB", "5%"
-        return st.one_of(
-            st.builds(lambda n, u: f"{n}{u}", st.integers(0, 10**6),
-                      st.sampled_from(["", "K", "MiB", "G", "TB"])),
-            st.builds(lambda p: f"{p}%", st.integers(0, 100)))
+    if setting.validate is not None:     # sizes ("512MiB", "5%") or clamd addresses
+        return SIZES if _accepted(setting, "512MiB") else ADDRESSES
     return TEXT
+
+
+SIZES = st.one_of(
+    st.builds(lambda n, u: f"{n}{u}", st.integers(0, 10**6),
+              st.sampled_from(["", "K", "MiB", "G", "TB"])),
+    st.builds(lambda p: f"{p}%", st.integers(0, 100)))
+ADDRESSES = st.one_of(
+    st.builds(lambda h, p: f"{h}:{p}", st.sampled_from(["127.0.0.1", "[::1]", "av"]),
+              st.integers(1, 65535)),
+    TEXT.map(lambda t: "/" + t))
+
+
+def _accepted(setting: Setting, value: str) -> bool:
+    assert setting.validate is not None
+    try:
+        setting.validate(value)
+    except ValueError:
+        return False
+    return True
 
 
 ALL_VALUES = st.fixed_dictionaries({s.name: values_for(s) for s in SCHEMA})

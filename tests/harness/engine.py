@@ -85,6 +85,7 @@ class EngineProcess:
             "listen.smtp_port": self.smtp_port, "log.level": "debug", **FAST_ARGON2,
             "limits.greeting_delay_ms": 0,   # tests about early talkers set their own
             "engine.workers": 1,             # one process; tests about workers set more
+            "antivirus.enabled": False,      # no clamd here; test_clamav_* turn it on
             "listen.submission_port": self.submission_port,
             "listen.submissions_port": self.submissions_port,
             "listen.pop3_port": self.pop3_port, "listen.pop3s_port": self.pop3s_port,
