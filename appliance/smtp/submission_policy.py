@@ -28,6 +28,11 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FIELD_NAME = re.compile(r"^([^:\s][^:\r\n]*):", re.MULTILINE)
 _AUTHOR_FIELDS = ("from", "sender")
 _TOLERATED_DEFECTS = (errors.NonASCIILocalPartDefect,)   # RFC 6532 addresses are fine
+# Defects about the body's MIME structure, which a header section alone cannot satisfy:
+# Python 3.11.2 (Debian 12) reports MultipartInvariantViolationDefect for the header of
+# every multipart message parsed without its body; later 3.11 releases do not.
+_BODY_DEFECTS = (errors.MultipartInvariantViolationDefect, errors.StartBoundaryNotFoundDefect,
+                 errors.CloseBoundaryNotFoundDefect, errors.NoBoundaryInMultipartDefect)
 
 
 class HeaderProblem(enum.Enum):
@@ -73,7 +78,8 @@ def authors(header: bytes) -> Authors:
     if any(n != n.rstrip() and n.rstrip().casefold() in _AUTHOR_FIELDS for n in names):
         return Authors(problem=HeaderProblem.MALFORMED)   # "From :": obsolete, read unevenly
     message = parse_header(header)
-    if message.defects or message.get_unixfrom():
+    header_defects = [d for d in message.defects if not isinstance(d, _BODY_DEFECTS)]
+    if header_defects or message.get_unixfrom():
         return Authors(problem=HeaderProblem.MALFORMED)
     fields = sorted(((name.casefold(), raw) for name, raw in message.raw_items()
                      if name.casefold() in _AUTHOR_FIELDS), key=lambda f: f[0] != "from")
