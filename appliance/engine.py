@@ -94,7 +94,7 @@ async def start_mx(settings: Settings, executor: ThreadPoolExecutor,
     directory = SqliteDirectory(open_database(data_dir))
     tls = server_context(settings.data_path("tls.cert_file"), settings.data_path("tls.key_file"))
     hostname = settings.get_str("server.hostname")
-    handler = MxHandler(directory, build_deliverer(settings, executor), executor, hostname,
+    handler = MxHandler(directory, build_deliverer(settings, executor), hostname,
                         settings.get_int("limits.max_recipients"), space_guard(settings),
                         checks=build_checks(settings))
     tracker = ConnectionTracker(settings.get_int("limits.max_connections"),

@@ -22,6 +22,7 @@ from appliance.imap.commands import messages as s
 from appliance.imap.commands.base import CommandError, ImapCommand
 from appliance.imap.formats import render_flags
 from appliance.imap.selected import Exists, Expunge, FlagsChanged, Recent, Update, Vanished
+from appliance.imap.sequence_set import NumberSet
 from appliance.storage.mailbox_api import MailboxError, NoSuchFolderError
 
 if TYPE_CHECKING:
@@ -97,7 +98,6 @@ def render_update(session: ImapSession, update: Update) -> bytes:
     if isinstance(update, Expunge):
         return f"* {update.seq} EXPUNGE\r\n".encode()
     if isinstance(update, Vanished):
-        from appliance.imap.sequence_set import NumberSet
         return f"* VANISHED {NumberSet.from_values(update.uids)}\r\n".encode()
     if isinstance(update, Exists):
         return f"* {update.count} EXISTS\r\n".encode()

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from appliance.imap import responses as r
+from appliance.imap import search_keys as k
 from appliance.imap.commands import messages as s
 from appliance.imap.commands.base import CommandError
 from appliance.imap.fetch_items import FetchAttribute, FetchKind
@@ -309,7 +310,6 @@ def search(session: ImapSession, command: s.Search) -> Iterator[bytes]:
 
 
 def _uses_modseq(key: object) -> bool:
-    from appliance.imap import search_keys as k
     if isinstance(key, k.ModSeqKey):
         return True
     if isinstance(key, k.Not):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from concurrent.futures import Executor
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
@@ -36,13 +35,12 @@ from appliance.storage.interfaces import Directory
 class MxHandler:
     """Policy hooks for the MX listener (local domains only, no relaying)."""
 
-    def __init__(self, directory: Directory, deliverer: Deliverer, executor: Executor,
-                 hostname: str, max_recipients: int, space: SpaceGuard | None = None,
+    def __init__(self, directory: Directory, deliverer: Deliverer, hostname: str,
+                 max_recipients: int, space: SpaceGuard | None = None,
                  checks: Sequence[MessageCheck] = ()) -> None:
         self._directory = directory
         self._checks = tuple(checks)
         self._deliverer = deliverer
-        self._executor = executor
         self._hostname = hostname
         self._max_recipients = max_recipients
         self._space = space

@@ -40,10 +40,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil  # type: ignore[import-untyped]
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, as pytest would
 
+from bench.measure import tree_memory
+
+from harness.debian import ensure_package
 from harness.engine import EngineProcess
 from peers.dovecot import DovecotInstance, chown_tree
 
@@ -148,20 +149,6 @@ class Side:
 
     def record(self, key: str, seconds: float) -> None:
         self.results.setdefault(key, []).append(seconds)
-
-
-def tree_memory(pids: list[int]) -> tuple[int, int]:
-    """(RSS, PSS) summed over the process trees of `pids`. RSS counts pages shared between
-    processes (libraries, forked workers) once per process; PSS divides them fairly, which
-    is what compares a process-per-connection server with an event loop."""
-    rss = pss = 0
-    for pid in pids:
-        root = psutil.Process(pid)
-        for proc in [root, *root.children(recursive=True)]:
-            info = proc.memory_full_info()
-            rss += info.rss
-            pss += getattr(info, "pss", info.rss)
-    return rss, pss
 
 
 def hundred(messages: int) -> str:
@@ -297,10 +284,7 @@ def dovecot_side(workdir: Path, source: Path) -> Iterator[Side]:
 
 
 def ensure_tools() -> None:
-    if shutil.which("mbsync") is None:
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "isync"],
-                       check=True, capture_output=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    ensure_package("mbsync", "isync")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
 

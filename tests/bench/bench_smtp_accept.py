@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,9 +24,9 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil  # type: ignore[import-untyped]
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, as pytest would
+
+from bench.measure import rate_rows, tree_rss
 
 from harness.engine import EngineProcess, free_port
 from peers.postfix import PostfixInstance, ensure_postfix_installed
@@ -58,12 +57,6 @@ class Server:
     port: int
     delivered: Callable[[], int]
     rss: Callable[[], int] = lambda: 0   # bytes resident in all its processes
-
-
-def tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants."""
-    root = psutil.Process(pid)
-    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
 
 
 @dataclass(frozen=True)
@@ -152,11 +145,6 @@ def postfix_server(workdir: Path) -> Iterator[Server]:
         postfix.stop()
 
 
-def rate(messages: int, seconds: list[float]) -> float:
-    """Messages per second of the median run."""
-    return messages / statistics.median(seconds)
-
-
 def report(load: Load, results: dict[str, list[Result]]) -> str:
     ours, theirs = results["Mailstead"], results["Postfix"]
     rows = [("accepted/s", [r.accepted_s for r in ours], [r.accepted_s for r in theirs]),
@@ -164,10 +152,7 @@ def report(load: Load, results: dict[str, list[Result]]) -> str:
     lines = [f"{load.messages} messages x {load.size} bytes, {load.concurrency} sessions, "
              f"{'reused' if load.reuse else 'one connection per message'}; "
              f"median of {len(ours)} rounds",
-             f"{'':<12} {'Mailstead':>10} {'Postfix':>10} {'ours/Postfix':>13}"]
-    for label, mine, other in rows:
-        a, b = rate(load.messages, mine), rate(load.messages, other)
-        lines.append(f"{label:<12} {a:>10.0f} {b:>10.0f} {a / b:>13.2f}")
+             *rate_rows(load.messages, rows)]
     lines.append(f"Mailstead RSS after each run (all processes): "
                  f"{max(r.rss for r in ours) / 2**20:.0f} MB at most")
     return "\n".join(lines)

@@ -19,7 +19,6 @@ import os
 import shutil
 import smtplib
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,10 +29,11 @@ from dataclasses import dataclass
 from multiprocessing.pool import Pool
 from pathlib import Path
 
-import psutil  # type: ignore[import-untyped]
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, as pytest would
 
+from bench.measure import rate_rows, tree_rss
+
+from harness.debian import ensure_package
 from harness.engine import EngineProcess, free_port
 from peers.mail_world import PEER_IP, MailWorld, mail_world
 from peers.postfix import PostfixInstance, ensure_postfix_installed
@@ -72,12 +72,6 @@ class Result:
     submitted_s: float   # seconds until every session had its last 250
     delivered_s: float   # seconds until the peer's Maildir held every message
     rss: int
-
-
-def tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants."""
-    root = psutil.Process(pid)
-    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
 
 
 def count_files(maildir: Path) -> int:
@@ -172,14 +166,7 @@ def engine_side(world: MailWorld, workdir: Path, load: Load, per_domain: int) ->
 
 def ensure_saslpasswd2() -> None:
     """Debian's `sasl2-bin` brings saslpasswd2, to fill Postfix's Cyrus sasldb."""
-    if SASLPASSWD2.exists():
-        return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "sasl2-bin"]
-    if subprocess.run(install, env=env, capture_output=True, timeout=600).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True,
-                       timeout=600, check=True)
-        subprocess.run(install, env=env, capture_output=True, timeout=600, check=True)
+    ensure_package(str(SASLPASSWD2), "sasl2-bin")
 
 
 def sasl_config(directory: Path) -> Path:
@@ -228,10 +215,6 @@ def postfix_side(world: MailWorld, workdir: Path) -> Iterator[Side]:
         msa.stop()
 
 
-def rate(messages: int, seconds: list[float]) -> float:
-    return messages / statistics.median(seconds)
-
-
 def report(load: Load, results: dict[str, list[Result]], per_domain: int) -> str:
     ours, theirs = results["Mailstead"], results["Postfix"]
     rows = [("submitted/s", [r.submitted_s for r in ours], [r.submitted_s for r in theirs]),
@@ -239,10 +222,7 @@ def report(load: Load, results: dict[str, list[Result]], per_domain: int) -> str
     lines = [f"{load.messages} messages x {load.size} bytes, {load.concurrency} sessions "
              f"(STARTTLS + AUTH, reused), delivered to the peer over STARTTLS; "
              f"queue.max_per_domain = {per_domain}; median of {len(ours)} rounds",
-             f"{'':<12} {'Mailstead':>10} {'Postfix':>10} {'ours/Postfix':>13}"]
-    for label, mine, other in rows:
-        a, b = rate(load.messages, mine), rate(load.messages, other)
-        lines.append(f"{label:<12} {a:>10.0f} {b:>10.0f} {a / b:>13.2f}")
+             *rate_rows(load.messages, rows)]
     lines.append(f"Mailstead RSS after each submission run: "
                  f"{max(r.rss for r in ours) / 2**20:.0f} MB at most")
     return "\n".join(lines)

@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from harness.debian import ensure_package
+
 DOVECOT = Path("/usr/sbin/dovecot")
-PACKAGES = ("dovecot-imapd", "dovecot-pop3d")
 MAIL_USER = "nobody"
 
 
@@ -45,15 +46,8 @@ def ensure_dovecot_installed() -> None:
     """Install `dovecot-imapd` and `dovecot-pop3d` unless present; keep the system one off."""
     if _installed():
         return
-    if os.geteuid() != 0:
-        raise RuntimeError("Dovecot is missing; install dovecot-imapd and dovecot-pop3d as root")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]
-    try:
-        _run(install, timeout=600, env=env)
-    except RuntimeError:
-        _run(["apt-get", "update", "-q"], timeout=600, env=env)
-        _run(install, timeout=600, env=env)
+    ensure_package("/usr/lib/dovecot/imap", "dovecot-imapd")
+    ensure_package("/usr/lib/dovecot/pop3", "dovecot-pop3d")
     _stop_system_service()
     if not _installed():
         raise RuntimeError("installed Dovecot but its binaries are still missing")

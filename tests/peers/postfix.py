@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from harness.debian import ensure_package
+
 POSTFIX = Path("/usr/sbin/postfix")
 SYSTEM_MASTER_CF = Path("/etc/postfix/master.cf")
 DEBCONF_ANSWER = "postfix postfix/main_mailer_type select No configuration\n"
@@ -44,20 +46,10 @@ def ensure_postfix_installed() -> None:
     """Install Debian's `postfix` package (with no system configuration) unless present."""
     if POSTFIX.exists():
         return
-    if os.geteuid() != 0:
-        raise RuntimeError(f"{POSTFIX} is missing; install Debian's 'postfix' package as root")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(
-        ["debconf-set-selections"], input=DEBCONF_ANSWER, text=True, check=True, timeout=60
-    )
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postfix"]
-    try:
-        _run(install, timeout=600, env=env)
-    except RuntimeError:
-        _run(["apt-get", "update", "-q"], timeout=600, env=env)
-        _run(install, timeout=600, env=env)
-    if not POSTFIX.exists():
-        raise RuntimeError(f"installed postfix but {POSTFIX} is still missing")
+    if os.geteuid() == 0:       # answer debconf first: no system Postfix configuration
+        subprocess.run(["debconf-set-selections"], input=DEBCONF_ANSWER, text=True,
+                       check=True, timeout=60)
+    ensure_package(str(POSTFIX), "postfix")
 
 
 def _rewrite_master_cf(text: str, port: int, address: str = "127.0.0.1") -> str:

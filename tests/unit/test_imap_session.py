@@ -7,7 +7,9 @@ Socket-level behaviour and real clients are in tests/integration/test_imap_*.py.
 
 from __future__ import annotations
 
+import base64
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -258,3 +260,45 @@ def test_mailbox_names_are_modified_utf7_until_utf8_is_enabled(
                                                         "f OK STATUS completed"]
     # On disk: Maildir++ with the modified UTF-7 name, as Dovecot and Courier write it.
     assert (data_dir / "mail/example.test/alice/.Entw&APw-rfe").is_dir()
+
+
+def test_search_decodes_encoded_headers_and_base64_bodies(
+        world: tuple[Path, MaildirStores, MaildirStore, Mailbox]) -> None:
+    """SEARCH matches the decoded text: RFC 2047 words in headers, base64 text parts."""
+    data_dir, stores, store, mailbox = world
+    store.deliver(b"From: bob@example.test\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\n"
+                  b"MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n"
+                  b"Content-Transfer-Encoding: base64\n\n"
+                  + base64.encodebytes(b"Treffen am Montag\n"), [mailbox])
+    deliver(store, mailbox, "plain", "nothing here")
+    c = CoreClient(data_dir, stores)
+    c.send("a LOGIN alice@example.test x")
+    c.send("b SELECT INBOX")
+    assert c.send("c UID SEARCH CHARSET UTF-8 SUBJECT {7+}\r\nGrüße")[0] == "* SEARCH 1"
+    assert c.send('d UID SEARCH BODY "Montag"')[0] == "* SEARCH 1"
+    assert c.send('e UID SEARCH TEXT "montag"')[0] == "* SEARCH 1"
+
+
+def test_header_search_reads_the_store_a_batch_at_a_time(
+        world: tuple[Path, MaildirStores, MaildirStore, Mailbox],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search over a big folder never asks the store for every header at once."""
+    from appliance.imap.search_view import HeaderBatch
+    data_dir, stores, store, mailbox = world
+    for n in range(7):
+        deliver(store, mailbox, f"batch {n}")
+    monkeypatch.setattr(HeaderBatch, "BATCH", 3)
+    asked: list[int] = []
+    mail = stores.open(ADDRESS)
+    original = mail.headers_many
+
+    def counting(name: str, uids: Iterable[int]) -> dict[int, bytes]:
+        wanted = list(uids)
+        asked.append(len(wanted))
+        return original(name, wanted)
+    monkeypatch.setattr(mail, "headers_many", counting)
+    c = CoreClient(data_dir, stores)
+    c.send("a LOGIN alice@example.test x")
+    c.send("b SELECT INBOX")
+    assert c.send('c UID SEARCH SUBJECT "batch 6"')[0] == "* SEARCH 7"
+    assert asked == [3, 3, 1]
