@@ -23,7 +23,8 @@ from appliance.storage.mailbox_api import AccountMail, MessageMeta
 if TYPE_CHECKING:
     from appliance.imap.session import ImapSession
 
-FIELD_CACHE_SIZE = 100_000
+FIELD_CACHE_SIZE = 50_000             # decoded field values kept per account
+CACHED_ACCOUNTS = 32                  # accounts whose caches are kept (most recent first)
 Headers = dict[str, list[str]]
 FolderKey = tuple[str, int]               # folder, UIDVALIDITY
 FieldCache = dict[tuple[str, int, int, str], tuple[str, ...]]
@@ -33,8 +34,20 @@ _lock = Lock()
 
 
 def _field_cache(account: AccountMail) -> FieldCache:
+    """The account's cache; the least recently searched accounts' are dropped beyond
+    `CACHED_ACCOUNTS`, so memory is bounded however many accounts search."""
     with _lock:
-        return _caches.setdefault(account, {})
+        cache = _caches.pop(account, None)
+        if cache is None:
+            cache = {}
+            for ref in _caches.keyrefs():        # oldest first (insertion order)
+                if len(_caches) < CACHED_ACCOUNTS:
+                    break
+                owner = ref()
+                if owner is not None:
+                    _caches.pop(owner, None)
+        _caches[account] = cache           # re-inserted: now the most recent
+        return cache
 
 
 class StoredMessage:

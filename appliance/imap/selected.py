@@ -202,7 +202,9 @@ class SelectedMailbox:
 
 
 _SHARED: dict[int, tuple[tuple[MessageMeta, ...], tuple[int, ...], frozenset[int]]] = {}
-_SHARED_MAX = 256
+# Each entry keeps a folder state's tuple (and its MessageMeta objects) alive: only the few
+# states that sessions are on right now are worth sharing; a miss costs one pass to rebuild.
+_SHARED_MAX = 16
 
 
 def _shared(messages: tuple[MessageMeta, ...]

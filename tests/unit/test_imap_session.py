@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -302,3 +303,19 @@ def test_header_search_reads_the_store_a_batch_at_a_time(
     c.send("b SELECT INBOX")
     assert c.send('c UID SEARCH SUBJECT "batch 6"')[0] == "* SEARCH 7"
     assert asked == [3, 3, 1]
+
+
+def test_search_caches_are_kept_for_a_bounded_number_of_accounts(
+        world: tuple[Path, MaildirStores, MaildirStore, Mailbox],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from appliance.imap import search_view
+    data_dir, _stores, _store, _mailbox = world
+    monkeypatch.setattr(search_view, "CACHED_ACCOUNTS", 2)
+    monkeypatch.setattr(search_view, "_caches", weakref.WeakKeyDictionary())
+    directory = SqliteDirectory(open_database(data_dir))
+    stores = MaildirStores(data_dir, directory)
+    for name in ("one", "two", "three"):
+        directory.add_account(f"{name}@example.test", "x")
+        search_view._field_cache(stores.open(f"{name}@example.test"))
+    kept = {mail.address for mail in search_view._caches}
+    assert kept == {"two@example.test", "three@example.test"}
