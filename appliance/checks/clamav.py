@@ -15,6 +15,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from appliance.checks.context import MessageContext
 from appliance.checks.result import CheckResult, Verdict
 from appliance.settings import Settings
 from appliance.smtp import replies
@@ -117,7 +118,7 @@ class ClamavCheck:
                    fail_open=settings.get_bool("antivirus.fail_open"),
                    max_scan_size=settings.get_int("antivirus.max_scan_size"))
 
-    async def check(self, message: bytes) -> CheckResult:
+    async def check(self, message: bytes, context: MessageContext) -> CheckResult:
         if len(message) > self._max_scan_size:
             return CheckResult(NAME, Verdict.TAG, headers=(SKIPPED_HEADER,),
                                reason=f"not scanned: {len(message)} octets is over "

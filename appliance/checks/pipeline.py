@@ -2,11 +2,13 @@
 
 The merge rule is tiny on purpose: the strongest verdict wins (reject beats tempfail beats
 junk beats tag beats accept); the first result with that verdict gives the reply and the
-reason; headers of every result are kept, in check order. Later checks plug in here:
-SPF (RFC 7208) and DKIM (RFC 6376) will return ACCEPT with their part of one
-`Authentication-Results` header (RFC 8601) that the pipeline then writes as a single field;
-DMARC (RFC 7489) will REJECT `p=reject` failures and send `quarantine` to JUNK; the spam
-score will add `X-Spam-*` headers, JUNK above one threshold and REJECT above another.
+reason; headers of every result are kept, in check order. Checks that authenticate (SPF,
+DKIM, ARC, DMARC) return RFC 8601 resinfo pieces that the pipeline writes as one
+`Authentication-Results` field under our authserv-id, in front of the other checks' headers.
+Each check also gets the message's `MessageContext` (envelope, session, and what the checks
+before it found), so the order below matters: the virus scan first (nothing else should
+parse a message clamd refuses), then authentication, then the lookups and greylisting that
+read its outcome, then the spam score that sums everything.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from appliance.checks.auth_results import results_header
 from appliance.checks.clamav import ClamavCheck
+from appliance.checks.context import MessageContext
 from appliance.checks.result import CheckResult, Verdict
 from appliance.core import log
 from appliance.settings import Settings
@@ -28,7 +32,7 @@ class MessageCheck(Protocol):
 
     name: str
 
-    async def check(self, message: bytes) -> CheckResult:
+    async def check(self, message: bytes, context: MessageContext) -> CheckResult:
         """Return the check's result; never raise for anything the message contains."""
         ...
 
@@ -47,9 +51,19 @@ class Decision:
     def refused(self) -> bool:
         return self.verdict in (Verdict.TEMPFAIL, Verdict.REJECT)
 
-    def header_bytes(self) -> bytes:
-        """Every result's header lines, CRLF-terminated, to put in front of the message."""
-        return b"".join(h.encode("utf-8") + b"\r\n" for r in self.results for h in r.headers)
+    @property
+    def auth_results(self) -> tuple[str, ...]:
+        """Every result's RFC 8601 resinfo pieces, in check order."""
+        return tuple(piece for r in self.results for piece in r.auth_results)
+
+    def header_bytes(self, authserv_id: str | None = None) -> bytes:
+        """The header lines to put in front of the message, CRLF-terminated: first the one
+        `Authentication-Results` field (when `authserv_id` is given: the MX), then every
+        result's own header lines in check order."""
+        lines = [h for r in self.results for h in r.headers]
+        if authserv_id is not None:
+            lines.insert(0, results_header(authserv_id, self.auth_results))
+        return b"".join(h.encode("utf-8") + b"\r\n" for h in lines)
 
 
 def merge(results: Sequence[CheckResult]) -> Decision:
@@ -63,7 +77,8 @@ def merge(results: Sequence[CheckResult]) -> Decision:
     return Decision(deciding.verdict, deciding.reply, deciding, tuple(results))
 
 
-async def run_checks(checks: Sequence[MessageCheck], message: bytes) -> Decision:
+async def run_checks(checks: Sequence[MessageCheck], message: bytes,
+                     context: MessageContext) -> Decision:
     """Run `checks` one after the other on `message` and merge their results.
 
     A check that refuses stops the run: later checks could only add headers to a message
@@ -72,7 +87,7 @@ async def run_checks(checks: Sequence[MessageCheck], message: bytes) -> Decision
     started = time.monotonic()
     results: list[CheckResult] = []
     for check in checks:
-        result = await check.check(message)
+        result = await check.check(message, context)
         results.append(result)
         if result.verdict >= Verdict.TEMPFAIL:
             break
@@ -82,11 +97,17 @@ async def run_checks(checks: Sequence[MessageCheck], message: bytes) -> Decision
                     elapsed)
 
 
-def build_checks(settings: Settings) -> tuple[MessageCheck, ...]:
-    """The checks the settings turn on, in the order they run (the virus scan first)."""
+def build_checks(settings: Settings, *, inbound: bool = True) -> tuple[MessageCheck, ...]:
+    """The checks the settings turn on, in the order they run (the virus scan first).
+
+    `inbound`: the MX's checks; submission (`inbound=False`) only scans for viruses: its
+    sender is our own authenticated user, so authentication and spam checks do not apply.
+    """
     checks: list[MessageCheck] = []
     if settings.get_bool("antivirus.enabled"):
         checks.append(ClamavCheck.from_settings(settings))
+    if not inbound:
+        return tuple(checks)
     return tuple(checks)
 
 

@@ -27,6 +27,8 @@ class CheckResult:
         reply: the catalogue reply for TEMPFAIL/REJECT (generic: "policy"); "" otherwise.
         reason: the private reason for the log (e.g. the virus name); never sent to clients.
         headers: complete header lines ("Name: value", no CRLF) to add to the message.
+        auth_results: RFC 8601 resinfo pieces ("spf=pass smtp.mailfrom=example.org") for
+            the one `Authentication-Results` field the pipeline writes.
     """
 
     check: str
@@ -34,6 +36,7 @@ class CheckResult:
     reply: str = ""
     reason: str = ""
     headers: tuple[str, ...] = ()
+    auth_results: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         refuses = self.verdict in (Verdict.TEMPFAIL, Verdict.REJECT)
@@ -42,3 +45,5 @@ class CheckResult:
                              "exactly when it refuses the message")
         if any("\r" in h or "\n" in h or ":" not in h for h in self.headers):
             raise ValueError(f"{self.check}: header lines must be 'Name: value' without CRLF")
+        if any("\r" in r or "\n" in r or ";" in r for r in self.auth_results):
+            raise ValueError(f"{self.check}: a resinfo is one line without ';'")

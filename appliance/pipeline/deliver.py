@@ -33,6 +33,7 @@ NULL_SENDERS = ("", "<>")
 
 SpaceCheck = Callable[[int], None]               # raises MailError (452) when the disk is full
 SuccessNotice = Callable[[str, str, str | None, bytes, Sequence[Accepted]], None]
+LocalDelivery = Callable[[str, bytes, Sequence[Accepted], str], None]
 
 
 def quota_reply(used: int, quota: int, size: int) -> str | None:
@@ -55,6 +56,9 @@ class Deliverer:
         check_space: the free-space floor; raises a MailError carrying `452 4.3.1`.
         on_local_success: called with (queue_id, sender, envid, message, recipients) for local
             recipients that asked for NOTIFY=SUCCESS, to send them a `delivered` DSN.
+        on_local_delivery: called (in the event loop, after the copies are durable) with
+            (queue_id, message, recipients, folder) when a local mailbox got the message;
+            it must not block or raise (the report intake, reports/intake.py, sets it).
     """
 
     def __init__(self, store: MailStore, queue: Queue, executor: Executor, *,
@@ -69,11 +73,13 @@ class Deliverer:
         self._on_queued = on_queued
         self._check_space = check_space
         self.on_local_success = on_local_success
+        self.on_local_delivery: LocalDelivery | None = None
 
     async def accept(self, message: bytes, sender: str, recipients: Sequence[Accepted], *,
                      envid: str | None = None, ret: str | None = None,
                      smtputf8: bool = False, body_8bit: bool = False,
-                     queue_id: str | None = None, enforce_floor: bool = True) -> str:
+                     queue_id: str | None = None, enforce_floor: bool = True,
+                     folder: str = "") -> str:
         """Store `message` for every recipient durably; return its queue id.
 
         Args:
@@ -83,6 +89,8 @@ class Deliverer:
             recipients: the accepted recipients with their directory resolutions.
             queue_id: the id already named in the trace headers (a new one if None).
             enforce_floor: False for bounces, which must not be lost to the free-space floor.
+            folder: the local mailboxes' folder: "" for the INBOX, "Junk" for mail the
+                checks judged spam (remote recipients get it as it is).
 
         Raises:
             MailError: storing failed (nothing was kept), the disk is below the floor, or a
@@ -96,11 +104,14 @@ class Deliverer:
             self._check_space(len(message))
         envelope = NewMessage(queue_id, sender, plan.remote, envid, ret, smtputf8, body_8bit)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._store_all, envelope, message, plan)
+        await loop.run_in_executor(self._executor, self._store_all, envelope, message, plan,
+                                   folder)
         if plan.remote and self._on_queued is not None:
             self._on_queued()
         if plan.delivered_locally and self.on_local_success is not None:
             self.on_local_success(queue_id, sender, envid, message, plan.delivered_locally)
+        if plan.mailboxes and self.on_local_delivery is not None:
+            self.on_local_delivery(queue_id, message, recipients, folder)
         return queue_id
 
     async def quota_deferral(self, resolution: Resolution, size: int = 0) -> str | None:
@@ -141,14 +152,15 @@ class Deliverer:
             if reply is not None:
                 raise DeliveryError(reply, f"{mailbox.address} is over its quota")
 
-    def _store_all(self, envelope: NewMessage, message: bytes, plan: Route) -> None:
+    def _store_all(self, envelope: NewMessage, message: bytes, plan: Route,
+                   folder: str = "") -> None:
         self._check_quotas(plan.mailboxes, len(message))     # before anything is written
         if plan.remote:
             self._queue.enqueue(envelope, message)
         if not plan.mailboxes:
             return
         try:
-            self._store.deliver(message.replace(b"\r\n", b"\n"), plan.mailboxes)
+            self._store.deliver(message.replace(b"\r\n", b"\n"), plan.mailboxes, folder)
         except MailError:
             if plan.remote and not self._queue.remove(envelope.queue_id):
                 log.event("deliver.unqueue_missed", queue_id=envelope.queue_id)

@@ -12,12 +12,16 @@ from collections.abc import Sequence
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
+from appliance.checks.auth_results import remove_forged
+from appliance.checks.context import MessageContext
 from appliance.checks.pipeline import MessageCheck, log_checks, run_checks
+from appliance.checks.result import Verdict
 from appliance.core import log
 from appliance.core.addresses import AddressError, parse_address
 from appliance.core.errors import MailError
 from appliance.core.ids import new_queue_id
 from appliance.pipeline.deliver import Deliverer
+from appliance.pipeline.route import Accepted
 from appliance.pipeline.space import SpaceGuard
 from appliance.smtp import policy, replies
 from appliance.smtp.dsn_commands import envelope_dsn
@@ -96,22 +100,29 @@ class MxHandler:
         assert isinstance(envelope, MxEnvelope)
         assert envelope.original_content is not None
         queue_id = new_queue_id()
-        decision = await run_checks(self._checks, envelope.original_content)
+        recipients = accepted_recipients(envelope)
+        context = self._context(session, envelope, queue_id, recipients)
+        content, forged = remove_forged(envelope.original_content, self._hostname)
+        if forged:     # RFC 8601 5: results claiming our authserv-id came from outside
+            log.event("smtp.forged_auth_results_removed", queue_id=queue_id, count=forged)
+        decision = await run_checks(self._checks, content, context)
         log_checks("smtp", decision, queue_id, client_ip(session))
         if decision.refused:      # the client sees the generic reply, the log the reason
             return decision.reply
         trace = self._trace(session, envelope, queue_id).replace(b"\n", b"\r\n")
-        message = trace + decision.header_bytes() + envelope.original_content
+        message = trace + decision.header_bytes(self._hostname) + content
         dsn = envelope_dsn(envelope)
         try:
             await self._deliverer.accept(
-                message, envelope.mail_from or "", accepted_recipients(envelope), queue_id=queue_id,
+                message, envelope.mail_from or "", recipients, queue_id=queue_id,
                 envid=dsn.mail.envid, ret=dsn.mail.ret, smtputf8=envelope.smtp_utf8,
-                body_8bit="BODY=8BITMIME" in envelope.mail_options)
+                body_8bit="BODY=8BITMIME" in envelope.mail_options,
+                folder="Junk" if decision.verdict == Verdict.JUNK else "")
         except MailError as exc:
             log.error("smtp.delivery_failed", queue_id=queue_id, reason=exc.reason)
             return exc.reply
         log.event("smtp.accepted", queue_id=queue_id, client=client_ip(session),
+                  folder="Junk" if decision.verdict == Verdict.JUNK else "INBOX",
                   sender=envelope.mail_from, recipients=envelope.rcpt_tos, size=len(message))
         return replies.QUEUED.format(queue_id=queue_id)
 
@@ -121,6 +132,17 @@ class MxHandler:
         else:
             log.error("smtp.internal_error", error)
         return replies.TEMPORARY_FAILURE
+
+    @staticmethod
+    def _context(session: Session, envelope: MxEnvelope, queue_id: str,
+                 recipients: Sequence[Accepted]) -> MessageContext:
+        mailboxes = dict.fromkeys(m.address for r in recipients
+                                  for m in r.resolution.mailboxes)
+        return MessageContext(
+            queue_id=queue_id, client_ip=client_ip(session), helo=session.host_name or "",
+            mail_from="" if envelope.mail_from == NULL_SENDER else envelope.mail_from or "",
+            recipients=tuple(envelope.rcpt_tos), mailboxes=tuple(mailboxes),
+            tls=session.ssl is not None)
 
     def _trace(self, session: Session, envelope: MxEnvelope, queue_id: str) -> bytes:
         protocol = ("ESMTP" if session.extended_smtp else "SMTP") + (

@@ -18,6 +18,7 @@ from typing import Protocol
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
 from appliance.auth.guard import LoginGuard
+from appliance.checks.context import MessageContext
 from appliance.checks.pipeline import MessageCheck, log_checks, run_checks
 from appliance.core import log
 from appliance.core.addresses import Address, AddressError, parse_address
@@ -142,7 +143,12 @@ class SubmissionHandler(SmtpAuthMechanisms):
             _refused(session, account, "rate_limited", envelope.mail_from or "")
             return replies.SENDING_RATE_EXCEEDED
         queue_id = new_queue_id()
-        decision = await run_checks(self._checks, content)     # infected mail is refused too
+        context = MessageContext(queue_id=queue_id, client_ip=client_ip(session),
+                                 helo=session.host_name or "",
+                                 mail_from=envelope.mail_from or "",
+                                 recipients=tuple(envelope.rcpt_tos),
+                                 tls=session.ssl is not None, authenticated_as=account)
+        decision = await run_checks(self._checks, content, context)   # infected mail too
         log_checks("submission", decision, queue_id, client_ip(session))
         if decision.refused:
             return decision.reply

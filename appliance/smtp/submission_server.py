@@ -43,7 +43,7 @@ def build_handler(settings: Settings, executor: Executor, guard: LoginGuard) -> 
                                     settings.get_int("submission.rate_limit_window")),
         hostname=settings.get_str("server.hostname"),
         max_recipients=settings.get_int("limits.max_recipients"), space=space_guard(settings),
-        checks=build_checks(settings))
+        checks=build_checks(settings, inbound=False))
 
 
 async def start_submission(settings: Settings, executor: Executor, guard: LoginGuard,

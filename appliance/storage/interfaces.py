@@ -63,8 +63,9 @@ class Directory(Protocol):
 class MailStore(Protocol):
     """Durable delivery of one message into several mailboxes, all or nothing."""
 
-    def deliver(self, message: bytes, mailboxes: Sequence[Mailbox]) -> None:
-        """Store `message` in every mailbox durably, or raise DeliveryError leaving nothing."""
+    def deliver(self, message: bytes, mailboxes: Sequence[Mailbox], folder: str = "") -> None:
+        """Store `message` in every mailbox durably, or raise DeliveryError leaving nothing.
+        `folder`: "" for the INBOX, else the folder (e.g. "Junk", made when missing)."""
         ...
 
     def usage_for_delivery(self, mailbox: Mailbox) -> int:

@@ -43,10 +43,12 @@ def assert_in_step(wire: SMTPWire, mx: EngineProcess, rcpt: str) -> None:
 
 
 def as_sent(stored: bytes) -> bytes:
-    """The message as the client sent it: without our trace fields, LF line ends."""
+    """The message as the client sent it: without our trace fields and our one
+    Authentication-Results field, LF line ends."""
     lines = stored.replace(b"\r\n", b"\n").split(b"\n")
     start = 0
-    while start < len(lines) and (lines[start].startswith((b"Return-Path:", b"Received:"))
+    while start < len(lines) and (lines[start].startswith(
+        (b"Return-Path:", b"Received:", b"Authentication-Results:"))
                                   or (start and lines[start].startswith(b"\t"))):
         start += 1
     return b"\n".join(lines[start:])

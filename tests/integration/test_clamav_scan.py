@@ -21,6 +21,7 @@ from appliance.checks.clamav import (
     ClamdAddress,
     parse_address,
 )
+from appliance.checks.context import MessageContext
 from appliance.checks.result import CheckResult, Verdict
 from appliance.smtp import replies
 from harness import malware
@@ -41,7 +42,7 @@ def scan(address: ClamdAddress | str, message: bytes, *, timeout: float = 10,
         address = parse_address(address)
     check = ClamavCheck(address, timeout=timeout, fail_open=fail_open,
                         max_scan_size=max_scan_size)
-    return asyncio.run(check.check(message))
+    return asyncio.run(check.check(message, MessageContext("Q1", "127.0.0.1")))
 
 
 def unix(clamd: ClamdInstance) -> str:

@@ -19,11 +19,13 @@ from appliance.checks.clamav import (
     parse_reply,
     scan_result,
 )
+from appliance.checks.context import MessageContext
 from appliance.checks.pipeline import build_checks, merge, run_checks
 from appliance.checks.result import CheckResult, Verdict
 from appliance.settings import SettingsError, load_settings
 from appliance.smtp import replies
 
+CONTEXT = MessageContext("Q1", "192.0.2.1")
 ACCEPT = CheckResult("spf", Verdict.ACCEPT, reason="pass", headers=("X-A: 1",))
 TAG = CheckResult("clamav", Verdict.TAG, reason="down", headers=(UNAVAILABLE_HEADER,))
 JUNK = CheckResult("spam", Verdict.JUNK, reason="score 9", headers=("X-Spam-Status: Yes",))
@@ -76,21 +78,21 @@ class FixedCheck:
         self.result = result
         self.calls = 0
 
-    async def check(self, message: bytes) -> CheckResult:
+    async def check(self, message: bytes, context: MessageContext) -> CheckResult:
         self.calls += 1
         return self.result
 
 
 def test_a_refusal_stops_the_run() -> None:
     first, second, third = FixedCheck(ACCEPT), FixedCheck(REJECT), FixedCheck(TAG)
-    decision = asyncio.run(run_checks([first, second, third], b"m"))
+    decision = asyncio.run(run_checks([first, second, third], b"m", CONTEXT))
     assert decision.deciding is REJECT
     assert (first.calls, second.calls, third.calls) == (1, 1, 0)
     assert decision.elapsed_ms >= 0
 
 
 def test_no_checks_accept_without_headers() -> None:
-    decision = asyncio.run(run_checks([], b"m"))
+    decision = asyncio.run(run_checks([], b"m", CONTEXT))
     assert decision.verdict is Verdict.ACCEPT
     assert decision.header_bytes() == b""
 
@@ -175,3 +177,23 @@ def test_scan_results_map_to_verdicts() -> None:
     assert tagged.verdict is Verdict.TAG
     assert tagged.headers == (UNAVAILABLE_HEADER,)
     assert "gone" in tagged.reason
+
+
+# -- Authentication-Results (RFC 8601) ------------------------------------------------------
+
+def test_one_authentication_results_field_leads_the_headers() -> None:
+    spf = CheckResult("auth", Verdict.ACCEPT, auth_results=("spf=pass smtp.mailfrom=a.test",
+                                                            "dkim=pass header.d=a.test"))
+    tag = CheckResult("spam", Verdict.TAG, headers=("X-Spam-Status: No",))
+    decision = merge([spf, tag])
+    assert decision.header_bytes("mx.example.test") == (
+        b"Authentication-Results: mx.example.test;\r\n\tspf=pass smtp.mailfrom=a.test;\r\n"
+        b"\tdkim=pass header.d=a.test\r\nX-Spam-Status: No\r\n")
+    assert merge([tag]).header_bytes("mx.example.test").startswith(
+        b"Authentication-Results: mx.example.test; none\r\n")
+    assert decision.header_bytes() == b"X-Spam-Status: No\r\n"    # submission: none at all
+
+
+def test_a_resinfo_is_one_line() -> None:
+    with pytest.raises(ValueError):
+        CheckResult("auth", Verdict.ACCEPT, auth_results=("spf=pass\r\nX-Evil: 1",))

@@ -125,7 +125,7 @@ def test_maildir_failure_unqueues_and_raises(tmp_path: Path,
     def broken(message: bytes, mailboxes: Sequence[Mailbox]) -> None:
         raise DeliveryError("451 4.3.0 try later", "disk gone")
 
-    monkeypatch.setattr(MaildirStore, "deliver", lambda self, m, b: broken(m, b))
+    monkeypatch.setattr(MaildirStore, "deliver", lambda self, m, b, folder="": broken(m, b))
     with pytest.raises(DeliveryError):
         asyncio.run(deliverer.accept(
             MESSAGE, "s@example.org",

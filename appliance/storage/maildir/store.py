@@ -4,6 +4,10 @@ One message for several mailboxes is written and fsync'ed once, hard-linked into
 mailboxes' tmp/ (copied when a link is impossible), then renamed into each new/. If any step
 fails, every file this delivery made is removed again and the caller gets a DeliveryError, so
 the client sees a temporary failure and no half-delivered copy stays behind.
+
+A message the spam check sends to Junk is delivered into each mailbox's `.Junk` folder (the
+folder every account gets with the RFC 6154 \\Junk attribute), made on demand with the
+Maildir++ marker when the account has not been opened yet.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from appliance.core.errors import DeliveryError
 from appliance.core.fsio import DIRECTORY_SYNC, unique_name, write_new_file
 from appliance.storage.interfaces import Mailbox
 from appliance.storage.maildir.flags import crlf_size
+from appliance.storage.maildir.folders import dir_name, make_folder_dir
 from appliance.storage.maildir.usage import delivery_totals, delivery_usage
 
 SUBDIRS = ("cur", "new", "tmp")
@@ -48,13 +53,16 @@ class MaildirStore:
         """(octets, messages) the mailbox holds, for the storage and message quotas."""
         return delivery_totals(self.maildir(mailbox))
 
-    def deliver(self, message: bytes, mailboxes: Sequence[Mailbox]) -> None:
-        """Store `message` in every mailbox durably, or raise DeliveryError leaving nothing."""
+    def deliver(self, message: bytes, mailboxes: Sequence[Mailbox], folder: str = "") -> None:
+        """Store `message` in every mailbox durably, or raise DeliveryError leaving nothing.
+
+        `folder`: "" for the INBOX, else a folder name (e.g. "Junk") made when missing.
+        """
         # Dovecot's names: S= is the file size, W= the RFC822.SIZE IMAP reports (CRLF).
         name = f"{unique_name()},S={len(message)},W={crlf_size(message)}"
         made: list[Path] = []
         try:
-            temps = self._write_temps(message, name, mailboxes, made)
+            temps = self._write_temps(message, name, mailboxes, made, folder)
             finals = [self._publish(temp, made) for temp in temps]
             for final in finals:
                 DIRECTORY_SYNC.sync(final.parent)
@@ -63,10 +71,16 @@ class MaildirStore:
             raise DeliveryError(TEMP_FAILURE, f"maildir write failed: {exc}") from exc
 
     def _write_temps(self, message: bytes, name: str, mailboxes: Sequence[Mailbox],
-                     made: list[Path]) -> list[Path]:
+                     made: list[Path], folder: str) -> list[Path]:
         temps: list[Path] = []
         for mailbox in mailboxes:
-            temp = self.maildir(mailbox) / "tmp" / name
+            root = self.maildir(mailbox)
+            if folder:
+                root = root / dir_name(folder)
+                if not (root / "tmp").is_dir():
+                    create_maildir(self.maildir(mailbox))
+                    make_folder_dir(root, inbox=False)
+            temp = root / "tmp" / name
             if not temps:
                 _in_maildir(temp, write_new_file, temp, message)
             else:

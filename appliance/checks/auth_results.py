@@ -1,0 +1,80 @@
+"""The one `Authentication-Results` header field we add (RFC 8601), and removing forged ones.
+
+Every check that authenticates something (SPF, DKIM, ARC, DMARC) returns its RFC 8601
+`resinfo` pieces (e.g. `spf=pass smtp.mailfrom=example.org`) in `CheckResult.auth_results`;
+the pipeline writes them as a single field under our authserv-id (the host name). RFC 8601
+section 5: a field that claims our authserv-id but arrived from outside is a forgery meant to
+fool the recipient's mail client, so it is removed before the message is stored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+FIELD = b"authentication-results"
+_COMMENT = re.compile(rb"\((?:[^()\\]|\\.)*\)")
+_FIRST_TOKEN = re.compile(rb'\s*("(?:[^"\\]|\\.)*"|[^\s;]+)')
+
+
+def results_header(authserv_id: str, resinfo: Sequence[str]) -> str:
+    """The header line (no CRLF; folded with CRLF TAB between results) for `resinfo`;
+    `none` when no check found anything to report (RFC 8601 2.2)."""
+    if not resinfo:
+        return f"Authentication-Results: {authserv_id}; none"
+    return "Authentication-Results: " + authserv_id + ";\r\n\t" + ";\r\n\t".join(resinfo)
+
+
+def claimed_authserv_id(value: bytes) -> str:
+    """The authserv-id an `Authentication-Results` field body names ("" if none), lowered."""
+    previous = None
+    while previous != value:        # comments may nest; strip innermost first
+        previous, value = value, _COMMENT.sub(b" ", value)
+    match = _FIRST_TOKEN.match(value)
+    if match is None:
+        return ""
+    token = match.group(1).strip(b'"')
+    return token.decode("utf-8", "replace").lower()
+
+
+def remove_forged(message: bytes, authserv_id: str) -> tuple[bytes, int]:
+    """`message` without the `Authentication-Results` fields that claim `authserv_id`, and
+    how many were removed. Only the header block is looked at; the body is left as it is."""
+    end = _header_end(message)
+    header = message[:end]
+    if FIELD not in header.lower():
+        return message, 0
+    ours = authserv_id.lower()
+    kept: list[bytes] = []
+    removed = 0
+    for field in _fields(header):
+        name, _, value = field.partition(b":")
+        if name.strip().lower() == FIELD and claimed_authserv_id(value) == ours:
+            removed += 1
+            continue
+        kept.append(field)
+    if not removed:
+        return message, 0
+    return b"".join(kept) + message[end:], removed
+
+
+def _header_end(message: bytes) -> int:
+    """The offset just past the header block (the empty line stays with the body)."""
+    if message.startswith((b"\r\n", b"\n")):
+        return 0
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        at = message.find(separator)
+        if at >= 0:
+            return at + len(separator) // 2
+    return len(message)
+
+
+def _fields(header: bytes) -> list[bytes]:
+    """The header block split into fields, each with its continuation lines and line ends."""
+    fields: list[bytes] = []
+    for line in header.splitlines(keepends=True):
+        if fields and line[:1] in (b" ", b"\t"):
+            fields[-1] += line
+        else:
+            fields.append(line)
+    return fields
