@@ -16,7 +16,7 @@ from harness.engine import EngineProcess
 
 NewAccount = Callable[[str], str]
 SENDER = "sender@example.org"
-QUOTA = 3100
+QUOTA = 3200
 BODY = b"x" * 700 + b"\r\n"
 
 
@@ -57,7 +57,7 @@ def test_full_mailbox_is_refused_at_rcpt_alone(mx: EngineProcess,
     mx.directory.set_quota(full, QUOTA)
     stored = fill(mx, full)
     # About 1,020 octets each as stored (trace fields and Authentication-Results included);
-    # smtplib announces SIZE, so the fourth is refused at RCPT already (3060 + 776 > 3100).
+    # smtplib announces SIZE, so the fourth is refused at RCPT already (3 x 1,030 + 776 > 3200).
     assert stored == 3
     assert count(mx, full) == 3
     refused = send(mx, [full, other], 99)
