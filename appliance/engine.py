@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from appliance.auth.guard import LoginGuard
 from appliance.checks.pipeline import build_checks
+from appliance.checks.ratelimit_clients import ClientRateLimits
 from appliance.core import log
 from appliance.imap.server import start_imap
 from appliance.outbound.service import (
@@ -37,12 +38,14 @@ from appliance.outbound.service import (
 )
 from appliance.pop3.server import build_backend as build_pop3_backend
 from appliance.pop3.server import build_stores, start_pop3
+from appliance.reports.intake import attach_intake
 from appliance.settings import Settings
 from appliance.smtp import replies
 from appliance.smtp.connections import ConnectionTracker, Listener
 from appliance.smtp.handler import MxHandler
 from appliance.smtp.session import MailsteadSMTP
 from appliance.smtp.submission_server import build_login_guard, start_submission
+from appliance.spam.junk_trainer import start_junk_trainer
 from appliance.storage.db import open_database
 from appliance.storage.directory import SqliteDirectory
 from appliance.storage.maildir.store import sweep_stale_temps
@@ -94,11 +97,13 @@ async def start_mx(settings: Settings, executor: ThreadPoolExecutor,
     directory = SqliteDirectory(open_database(data_dir))
     tls = server_context(settings.data_path("tls.cert_file"), settings.data_path("tls.key_file"))
     hostname = settings.get_str("server.hostname")
-    handler = MxHandler(directory, build_deliverer(settings, executor), hostname,
+    rates = ClientRateLimits.from_settings(settings)    # per process, like the tracker
+    deliverer = attach_intake(settings, build_deliverer(settings, executor), executor)
+    handler = MxHandler(directory, deliverer, hostname,
                         settings.get_int("limits.max_recipients"), space_guard(settings),
-                        checks=build_checks(settings))
+                        checks=build_checks(settings), rates=rates)
     tracker = ConnectionTracker(settings.get_int("limits.max_connections"),
-                                settings.get_int("limits.max_connections_per_ip"))
+                                settings.get_int("limits.max_connections_per_ip"), rates)
 
     def factory() -> MailsteadSMTP:
         return MailsteadSMTP(
@@ -165,6 +170,7 @@ async def _start_primary(settings: Settings, executor: ThreadPoolExecutor,
     tls = server_context(settings.data_path("tls.cert_file"),
                          settings.data_path("tls.key_file"))
     stores = build_stores(settings)
+    stop_trainer = start_junk_trainer(settings, stores)   # learns from IMAP Junk moves
     pop3 = build_pop3_backend(settings, executor, guard, stores)
     listeners = [await start_mx(settings, executor, role.reuse_port),
                  *await start_submission(settings, executor, guard, tls),
@@ -173,7 +179,7 @@ async def _start_primary(settings: Settings, executor: ThreadPoolExecutor,
     loop = asyncio.get_running_loop()
     sweep = loop.run_in_executor(executor, sweep_stale_temps, settings.data_dir / "mail")
     sweep.add_done_callback(_log_sweep)
-    return _Running(listeners, queue, guard, closers=[stores.close])
+    return _Running(listeners, queue, guard, closers=[stop_trainer, stores.close])
 
 
 async def _watch(supervisor: int, stop: asyncio.Event) -> None:

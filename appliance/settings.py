@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.core.sizes import parse_space
+from appliance.reports.addresses import parse_addresses as parse_report_addresses
 
 ENV_PREFIX = "MAILSTEAD_"
 
@@ -65,6 +66,31 @@ class Setting:
 def _clamd_address(text: str) -> object:
     from appliance.checks.clamav import parse_address  # the check owns the format
     return parse_address(text)
+
+
+def _spam_score(text: str) -> object:
+    from appliance.checks.spam import parse_score  # the check owns the format
+    return parse_score(text)
+
+
+def _dnsbl_zones(text: str) -> object:
+    from appliance.checks.dnsbl_zones import parse_zones  # the check owns the format
+    return parse_zones(text)
+
+
+def _dnsbl_zone_names(text: str) -> object:
+    from appliance.checks.dnsbl_zones import parse_zone_names
+    return parse_zone_names(text)
+
+
+def _client_networks(text: str) -> object:
+    from appliance.checks.ratelimit_clients import parse_networks
+    return parse_networks(text)
+
+
+def _domain_list(text: str) -> object:
+    from appliance.checks.authentication import parse_sealers  # the check owns the format
+    return parse_sealers(text)
 
 
 KIB = 1024
@@ -306,6 +332,149 @@ SCHEMA: tuple[Setting, ...] = (
             "Largest message sent to clamd, in bytes (keep it at most clamd's "
             "StreamMaxLength); larger messages are accepted unscanned with an "
             "`X-Virus-Scan: skipped` header and a log line.", 64 * KIB, 1024 * MIB),
+    # -- inbound authentication (checks/spf.py, dkim_verify.py, arc.py, dmarc.py) ---------
+    Setting("checks", "dns_timeout", int, 5,
+            "Seconds one DNS lookup of an inbound check (SPF, DKIM, DMARC, DNSBL) may take; "
+            "they ask `outbound.resolver`. Short because the client waits at the end of "
+            "DATA; a lookup that times out counts as a temporary error of that check.",
+            1, 60),
+    Setting("checks", "spf_time_limit", int, 20,
+            "Seconds all DNS lookups of one SPF evaluation may take together; past it the "
+            "SPF result is `temperror`. 20 is the least RFC 7208 4.6.4 allows.", 20, 120),
+    Setting("checks", "authentication", bool, True,
+            "Authenticate inbound mail on the MX (SPF, DKIM, ARC, DMARC; checks/"
+            "authentication.py) and apply senders' DMARC policies: `p=reject` failures get "
+            "`550 5.7.1`, `p=quarantine` failures go to Junk. On by default: it is what "
+            "keeps forged mail from our users' inboxes."),
+    Setting("checks", "dkim_max_signatures", int, 10,
+            "DKIM signatures verified per message; more are reported together as "
+            "`dkim=policy` and not verified (each costs a key lookup and a body hash; real "
+            "mail carries one to three, 10 leaves room for forwarders).", 1, 100),
+    Setting("checks", "arc_trusted_sealers", str, "",
+            "Comma-separated domains (ARC-Seal d=) of forwarders and mailing lists we trust: "
+            "a message failing DMARC is accepted instead of rejected or sent to Junk when "
+            "its ARC chain passes and its newest seal is from one of them (RFC 7489 "
+            "local-policy override, RFC 8617 7.2). Empty by default: trust is the admin's "
+            "choice.", optional=True, validate=_domain_list,
+            accepted_text="comma-separated domain names"),
+    # -- DNSBL/DNSWL, greylisting, per-client rate limits (checks/dnsbl.py, greylist.py) --
+    Setting("dnsbl", "enabled", bool, True,
+            "Look MX clients and the URL domains of their messages up in the DNS lists "
+            "below (at the end of DATA, after the authentication checks)."),
+    Setting("dnsbl", "ip_zones", str,
+            "zen.spamhaus.org:6, bl.spamcop.net:3, psbl.surriel.com:2, list.dnswl.org:-5",
+            "DNS lists (RFC 5782) the MX looks the client address up in, as `zone:points`; "
+            "a listing adds the points to the spam score, negative points make an allow "
+            "list. Free-use terms: Spamhaus (zen, dbl) and DNSWL are free only for low-volume, "
+            "non-commercial use and refuse queries sent through public resolvers (those "
+            "answers are ignored), so use a local resolver or their paid data feeds; "
+            "SpamCop and PSBL are free. Empty turns IP lookups off.",
+            optional=True, validate=_dnsbl_zones,
+            accepted_text="comma-separated `zone[:points]` items (points -100 to 100)"),
+    Setting("dnsbl", "uri_zones", str, "dbl.spamhaus.org:5, multi.surbl.org:4",
+            "URI blocklists the registered domains of URLs in the message text are looked "
+            "up in, as `zone:points` (Spamhaus DBL: terms as above; SURBL is free below "
+            "1,000 users or 250,000 queries a day). Empty turns URI lookups off.",
+            optional=True, validate=_dnsbl_zones,
+            accepted_text="comma-separated `zone[:points]` items (points -100 to 100)"),
+    Setting("dnsbl", "reject_zones", str, "zen.spamhaus.org",
+            "Zones whose listing alone rejects the message with `550 5.7.1` (unless an "
+            "allow list vouches for the client); other listings only add points. Spamhaus "
+            "ZEN is built to be used that way on an MX; empty rejects on none.",
+            optional=True, validate=_dnsbl_zone_names,
+            accepted_text="comma-separated zone names"),
+    Setting("dnsbl", "timeout_ms", int, 2000,
+            "Milliseconds all DNS list lookups of one message may take (they run at once); "
+            "a list that has not answered by then adds nothing (fail open): lists only add "
+            "spam points, and the client waits at the end of DATA.", 100, 30_000),
+    Setting("dnsbl", "max_uri_domains", int, 10,
+            "Distinct URL domains of one message looked up (the first ones found): bounds "
+            "the queries a message full of links can cause.", 0, 100),
+    Setting("dnsbl", "max_scan_bytes", int, 256 * KIB,
+            "Bytes at the start of a message searched for URLs: links sit near the top, "
+            "and parsing a whole 50 MB message for them would cost more than it finds.",
+            4 * KIB, 16 * MIB),
+    Setting("dnsbl", "cache_entries", int, 10_000,
+            "DNS list answers kept in memory (per process) for the TTL the list gave.",
+            100, 1_000_000),
+    Setting("greylist", "enabled", bool, True,
+            "Greylist the MX (decided at the end of DATA, after SPF/DKIM): a message from "
+            "an unknown (client network, sender, recipient) gets `451 4.7.1` and passes when "
+            "the client retries after `greylist.delay`. On by default because most spam "
+            "software never retries; the cost is a first message from a new sender held "
+            "for a few minutes. Senders authenticated by SPF or DKIM whose mail we accepted "
+            "before skip it; turn it off if first-contact mail must arrive at once."),
+    Setting("greylist", "delay", int, 300,
+            "Seconds a retry must wait after the first attempt to pass (5 minutes, as "
+            "postgrey: longer than a bot's retry, shorter than most MTAs' first retry).",
+            1, 86_400),
+    Setting("greylist", "expire", int, 2 * 86_400,
+            "Seconds after the first attempt within which a retry must come; a later one "
+            "starts over (2 days, postgrey's retry window).", 60, 30 * 86_400),
+    Setting("greylist", "allow_days", int, 35,
+            "Days a (client network, sender domain) that passed a retry, and an "
+            "authenticated sender domain we accepted, skip greylisting (refreshed by each "
+            "message; 35 covers monthly senders, as postgrey).", 1, 365),
+    Setting("client_limits", "connections_per_minute", int, 60,
+            "New MX connections one client address (an IPv6 /64) may open per minute per "
+            "engine process; more get `421 4.7.0` at connect. 60 is far above what a "
+            "legitimate MTA opens to one MX; 0 turns the limit off.", 0, 1_000_000),
+    Setting("client_limits", "messages_per_minute", int, 120,
+            "Messages (MAIL FROM) one client address (an IPv6 /64) may start per minute per "
+            "engine process on the MX; more get `450 4.7.1` and are retried later. 0 turns "
+            "the limit off.", 0, 1_000_000),
+    Setting("client_limits", "exempt_networks", str, "127.0.0.0/8, ::1",
+            "Client networks the per-minute limits never apply to (local relays and "
+            "monitoring); add a trusted backup MX here.", optional=True,
+            validate=_client_networks,
+            accepted_text="comma-separated addresses or networks (e.g. `192.0.2.0/24`)"),
+    # -- the spam score and the learning classifier (checks/spam.py, appliance/spam/) -----
+    Setting("spam", "enabled", bool, True,
+            "Score every message received on the MX (other checks' points plus the learning "
+            "classifier's), add `X-Spam-Score`/`X-Spam-Status`, and file or refuse spam; "
+            "on by default because an unfiltered inbox fills with spam."),
+    Setting("spam", "junk_threshold", str, "5.0",
+            "Score from which a message is delivered into the Junk folder (SpamAssassin's "
+            "default `required_score`, which its rule weights are tuned for).",
+            validate=_spam_score,
+            accepted_text="a number such as 5.0 (quoted in mailstead.toml)"),
+    Setting("spam", "reject_threshold", str, "15.0",
+            "Score from which a message is refused at SMTP time with `550 5.7.1` (the "
+            "sender learns it was not delivered; nothing is dropped silently); high by "
+            "default so that only unmistakable spam is refused rather than filed.",
+            validate=_spam_score,
+            accepted_text="a number such as 15.0 (quoted in mailstead.toml)"),
+    Setting("spam", "min_spam", int, 50,
+            "Spam messages a model (an account's or the global one) must have learned "
+            "before it scores mail; fewer make its guesses noise.", 1, 1_000_000),
+    Setting("spam", "min_ham", int, 50,
+            "Non-spam messages a model must have learned before it scores mail.",
+            1, 1_000_000),
+    Setting("spam", "max_text", int, 64 * KIB,
+            "Characters of decoded text per message the classifier reads (the rest is "
+            "ignored): spam shows itself early, and this bounds the work per message.",
+            1 * KIB, 16 * MIB),
+    Setting("spam", "max_tokens", int, 2000,
+            "Most distinct tokens taken from one message (bounds the work and the "
+            "database reads per message; typical mail has a few hundred).", 50, 100_000),
+    Setting("spam", "train_queue", int, 1000,
+            "Junk-folder moves waiting to be learned; beyond this, moves are not learned "
+            "(logged) rather than slowing down IMAP.", 1, 1_000_000),
+    # -- DMARC aggregate and TLS-RPT report intake (appliance/reports/) -------------------
+    Setting("reports", "addresses", str, "postmaster",
+            "Where DMARC aggregate and TLS-RPT reports arrive: comma-separated local parts "
+            "(on every local domain) or full addresses. Mail delivered to them is also "
+            "parsed for reports, which are stored for the console. The default is the "
+            "`rua=mailto:postmaster@<domain>` that `mailstead dns records` publishes; empty "
+            "turns report intake off.", optional=True, validate=parse_report_addresses,
+            accepted_text="local parts or addresses separated by commas, or empty"),
+    Setting("reports", "retention_days", int, 180,
+            "Days a stored report is kept after it arrived, then pruned; 180 covers two "
+            "quarters to compare, while the mails themselves stay in the mailbox.", 1, 3650),
+    Setting("reports", "max_size", int, 20 * MIB,
+            "Largest report after decompression, in bytes; larger ones (zip bombs among "
+            "them) are refused and logged. The biggest senders' daily reports stay far "
+            "below 20 MiB.", 64 * KIB, 512 * MIB),
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SCHEMA}

@@ -4,7 +4,9 @@ Every check that authenticates something (SPF, DKIM, ARC, DMARC) returns its RFC
 `resinfo` pieces (e.g. `spf=pass smtp.mailfrom=example.org`) in `CheckResult.auth_results`;
 the pipeline writes them as a single field under our authserv-id (the host name). RFC 8601
 section 5: a field that claims our authserv-id but arrived from outside is a forgery meant to
-fool the recipient's mail client, so it is removed before the message is stored.
+fool the recipient's mail client, so it is removed before the message is stored. So are
+the `X-Spam-*` fields our spam check writes (`SPAM_FIELDS`): a sender must not be able to
+pass its message off as judged clean by us to the user's mail client or filter rules.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 from collections.abc import Sequence
 
 FIELD = b"authentication-results"
+SPAM_FIELDS = frozenset({b"x-spam-score", b"x-spam-status", b"x-spam-report", b"x-spam-flag"})
 _COMMENT = re.compile(rb"\((?:[^()\\]|\\.)*\)")
 _FIRST_TOKEN = re.compile(rb'\s*("(?:[^"\\]|\\.)*"|[^\s;]+)')
 
@@ -38,18 +41,21 @@ def claimed_authserv_id(value: bytes) -> str:
 
 
 def remove_forged(message: bytes, authserv_id: str) -> tuple[bytes, int]:
-    """`message` without the `Authentication-Results` fields that claim `authserv_id`, and
-    how many were removed. Only the header block is looked at; the body is left as it is."""
+    """`message` without the `Authentication-Results` fields that claim `authserv_id` and
+    without `SPAM_FIELDS`, and how many fields were removed. Only the header block is looked
+    at; the body is left as it is."""
     end = _header_end(message)
     header = message[:end]
-    if FIELD not in header.lower():
+    lowered = header.lower()
+    if FIELD not in lowered and b"x-spam-" not in lowered:
         return message, 0
     ours = authserv_id.lower()
     kept: list[bytes] = []
     removed = 0
     for field in _fields(header):
         name, _, value = field.partition(b":")
-        if name.strip().lower() == FIELD and claimed_authserv_id(value) == ours:
+        name = name.strip().lower()
+        if name in SPAM_FIELDS or (name == FIELD and claimed_authserv_id(value) == ours):
             removed += 1
             continue
         kept.append(field)

@@ -20,9 +20,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from appliance.checks.auth_results import results_header
+from appliance.checks.authentication import AuthenticationCheck
 from appliance.checks.clamav import ClamavCheck
 from appliance.checks.context import MessageContext
+from appliance.checks.dnsbl import DnsblCheck
+from appliance.checks.greylist import GreylistCheck
 from appliance.checks.result import CheckResult, Verdict
+from appliance.checks.spam import SpamCheck
 from appliance.core import log
 from appliance.settings import Settings
 
@@ -108,6 +112,16 @@ def build_checks(settings: Settings, *, inbound: bool = True) -> tuple[MessageCh
         checks.append(ClamavCheck.from_settings(settings))
     if not inbound:
         return tuple(checks)
+    if settings.get_bool("checks.authentication"):     # SPF, DKIM, ARC, DMARC
+        checks.append(AuthenticationCheck.from_settings(settings))
+    # DNS lists and greylisting come after the authentication check: greylisting's bypass
+    # reads its outcome (context.auth); the DNS lists add points the spam check sums.
+    if settings.get_bool("dnsbl.enabled"):
+        checks.append(DnsblCheck.from_settings(settings))
+    if settings.get_bool("greylist.enabled"):
+        checks.append(GreylistCheck.from_settings(settings))
+    if settings.get_bool("spam.enabled"):     # last: it sums the points of those before
+        checks.append(SpamCheck.from_settings(settings))
     return tuple(checks)
 
 

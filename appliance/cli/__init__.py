@@ -7,7 +7,15 @@ import os
 import sys
 from collections.abc import Sequence
 
-from appliance.cli import config_cmds, directory_cmds, dkim_cmds, queue_cmds, run_cmds
+from appliance.cli import (
+    config_cmds,
+    directory_cmds,
+    dkim_cmds,
+    queue_cmds,
+    report_cmds,
+    run_cmds,
+    spam_cmds,
+)
 from appliance.cli.context import CliError
 from appliance.core.addresses import AddressError
 from appliance.dkim.keys import DkimKeyError
@@ -27,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     directory_cmds.register(commands)
     queue_cmds.register(commands)
     dkim_cmds.register(commands)
+    report_cmds.register(commands)
+    spam_cmds.register(commands)
     return parser
 
 

@@ -37,6 +37,10 @@ DEV_SETTINGS: dict[str, Any] = {
     # No clamd in a dev checkout: scanning on would answer 451 to every message. The
     # appliance runs Debian's clamd and keeps the default (on).
     "antivirus.enabled": False,
+    # Greylisting would answer 451 to the first message of every test sender, and the DNS
+    # lists need a resolver that the lists answer; the appliance keeps both on.
+    "dnsbl.enabled": False,
+    "greylist.enabled": False,
 }
 
 

@@ -4,7 +4,8 @@ A message is signed when the domain of its From header is a local domain with ke
 then the From domain, which DMARC alignment (RFC 7489 3.1.1) wants. It gets two
 signatures, rsa-sha256 and ed25519-sha256 (RFC 8463 3: verifiers that know only RSA still
 find one they can check), relaxed/relaxed, never l= (RFC 6376 8.2: a length limit lets
-anyone append content). Mail of other domains (forwarded mail) leaves unsigned. Null-sender
+anyone append content). Mail of other domains (forwarded mail) gets no DKIM signature but
+an ARC seal of the forwarding domain (dkim/arc_seal.py, RFC 8617). Null-sender
 mail (our bounces, From MAILER-DAEMON@hostname) is signed for the hostname or, failing
 that, its parent domain, when that is local.
 """
@@ -20,6 +21,7 @@ import dkim  # type: ignore[import-untyped]  # dkimpy ships no type hints
 from appliance.core import log
 from appliance.core.addresses import AddressError, normalise_domain
 from appliance.dkim import keys
+from appliance.dkim.arc_seal import ArcSealer
 from appliance.dkim.keys import SigningKey
 
 # RFC 6376 5.4.1's recommended set; From is signed once more than it occurs
@@ -89,10 +91,18 @@ class DkimSigner:
         self._hostname = hostname.lower().rstrip(".")
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[int, list[SigningKey]]] = {}
+        self._sealer = ArcSealer(data_dir, hostname, self._keys)
 
     def sign(self, sender: str, content: bytes) -> bytes:
+        """`content` with DKIM-Signature fields prepended when its From domain is ours,
+        then, when it is mail our aliases forward (the envelope sender is not in one of
+        our domains), our ARC set (dkim/arc_seal.py) in front of that. Errors (a broken
+        key) raise: the runner defers the attempt."""
+        return self._sealer.seal(sender, self.dkim_sign(sender, content))
+
+    def dkim_sign(self, sender: str, content: bytes) -> bytes:
         """`content` with DKIM-Signature fields prepended, or unchanged when its From
-        domain is not ours. Errors (a broken key) raise: the runner defers the attempt."""
+        domain is not ours."""
         domain = self.signing_domain(sender, content)
         if domain is None:
             return content

@@ -1,4 +1,5 @@
-"""Connection admission: totals and per-client-address limits, and the list of live sessions.
+"""Connection admission: totals and per-client-address limits (live connections, and on the
+MX new connections per minute), and the list of live sessions.
 
 The listener asks `admit` when a connection opens and gets the 421 reply to send if it is
 refused; at shutdown the tracker is how the engine reaches every live session.
@@ -11,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Protocol
 
+from appliance.checks.ratelimit_clients import ClientRateLimits
 from appliance.smtp import replies
 
 
@@ -22,11 +24,16 @@ class Closable(Protocol):
 
 
 class ConnectionTracker:
-    """Counts live connections in all and per client IP; refuses those over the limits."""
+    """Counts live connections in all and per client IP; refuses those over the limits.
 
-    def __init__(self, max_total: int, max_per_ip: int) -> None:
+    `rates` (the MX's): also refuse a client over its rate of new connections per minute.
+    """
+
+    def __init__(self, max_total: int, max_per_ip: int,
+                 rates: ClientRateLimits | None = None) -> None:
         self._max_total = max_total
         self._max_per_ip = max_per_ip
+        self._rates = rates
         self._by_ip: Counter[str] = Counter()
         self._live: dict[Closable, str] = {}
         self.closing = False
@@ -41,6 +48,8 @@ class ConnectionTracker:
             return replies.TOO_MANY_CONNECTIONS
         if self._by_ip[ip] > self._max_per_ip:
             return replies.TOO_MANY_FROM_YOU
+        if self._rates is not None:
+            return self._rates.admit_connection(ip)
         return None
 
     def release(self, session: Closable) -> None:

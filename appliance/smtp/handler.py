@@ -15,6 +15,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 from appliance.checks.auth_results import remove_forged
 from appliance.checks.context import MessageContext
 from appliance.checks.pipeline import MessageCheck, log_checks, run_checks
+from appliance.checks.ratelimit_clients import ClientRateLimits
 from appliance.checks.result import Verdict
 from appliance.core import log
 from appliance.core.addresses import AddressError, parse_address
@@ -41,8 +42,10 @@ class MxHandler:
 
     def __init__(self, directory: Directory, deliverer: Deliverer, hostname: str,
                  max_recipients: int, space: SpaceGuard | None = None,
-                 checks: Sequence[MessageCheck] = ()) -> None:
+                 checks: Sequence[MessageCheck] = (),
+                 rates: ClientRateLimits | None = None) -> None:
         self._directory = directory
+        self._rates = rates       # messages per minute per client (MAIL FROM)
         self._checks = tuple(checks)
         self._deliverer = deliverer
         self._hostname = hostname
@@ -67,6 +70,10 @@ class MxHandler:
         if self._space is not None and not self._space.has_room(announced_size(mail_options)):
             log.event("smtp.sender_deferred", client=client_ip(session), reason="disk_space")
             return replies.INSUFFICIENT_STORAGE
+        if self._rates is not None:
+            over = self._rates.admit_message(client_ip(session))
+            if over is not None:
+                return over
         assert isinstance(envelope, MxEnvelope)
         envelope.start(address, mail_options)
         return replies.SENDER_OK
@@ -103,8 +110,8 @@ class MxHandler:
         recipients = accepted_recipients(envelope)
         context = self._context(session, envelope, queue_id, recipients)
         content, forged = remove_forged(envelope.original_content, self._hostname)
-        if forged:     # RFC 8601 5: results claiming our authserv-id came from outside
-            log.event("smtp.forged_auth_results_removed", queue_id=queue_id, count=forged)
+        if forged:     # our authserv-id (RFC 8601 5) or our X-Spam-* fields, from outside
+            log.event("smtp.forged_fields_removed", queue_id=queue_id, count=forged)
         decision = await run_checks(self._checks, content, context)
         log_checks("smtp", decision, queue_id, client_ip(session))
         if decision.refused:      # the client sees the generic reply, the log the reason

@@ -53,6 +53,10 @@ TIMEOUT = "421 4.4.2 {hostname} Error: timeout exceeded"
 TOO_MANY_CONNECTIONS = "421 4.3.2 {hostname} Too many connections, try again later"
 TOO_MANY_FROM_YOU = "421 4.7.0 {hostname} Too many connections from your address"
 SHUTTING_DOWN = "421 4.3.2 {hostname} Service shutting down, try again later"
+# Per-client-address rate limits on the MX (checks/ratelimit_clients.py): new connections
+# per minute (421 at the greeting, RFC 5321 3.8) and messages per minute (450 to MAIL).
+CONNECTION_RATE_EXCEEDED = "421 4.7.0 {hostname} Connection rate limit exceeded, try again later"
+MESSAGE_RATE_EXCEEDED = "450 4.7.1 Message rate limit exceeded, try again later"
 
 # The message itself (smtp/data_reader.py, smtp/chunking.py) and the greeting (RFC 5321 3.1).
 BARE_LINE_END = "550 5.5.2 Error: bare <CR> or <LF> received"
@@ -85,6 +89,13 @@ SENDING_RATE_EXCEEDED = "450 4.7.1 Sending rate limit exceeded, try again later"
 # X.7.1 "delivery not authorized, message refused"); the log names the check and the reason.
 POLICY_REJECTED = "554 5.7.1 Message rejected by policy"
 POLICY_DEFERRED = "451 4.7.1 Message deferred by policy, please retry later"
+SPAM_REJECTED = "550 5.7.1 Message rejected by policy"     # spam score over the reject line
+# A listing in a DNS blocklist marked reject-worthy (checks/dnsbl.py): 550 as Postfix and
+# Spamhaus advise for blocklisted clients; which list matched goes to the log only.
+POLICY_BLOCKED = "550 5.7.1 Message rejected by policy"
+# A DMARC failure under the sender domain's p=reject (checks/authentication.py, RFC 7489
+# 6.6.4 and 7.3: 550 5.7.1); "DMARC" and the domain go to the log only.
+DMARC_REJECTED = "550 5.7.1 Message rejected by policy"
 
 # aiosmtpd's built-in replies, by prefix, and what we send instead. Prefixes ending in ":"
 # keep the rest of the original text (it carries the command's syntax help).

@@ -170,8 +170,8 @@ class JunkMove:
 
     account: str                   # the account's address
     to_junk: bool                  # True: marked as spam; False: marked as not spam
-    folder: str                    # the folder they came from (to_junk) or went to
-    uids: tuple[int, ...]          # their UIDs in that folder
+    folder: str                    # the folder the copies are in now (Junk, or out of it)
+    uids: tuple[int, ...]          # the copies' UIDs in that folder
 
 
 JunkListener = Callable[[JunkMove], None]

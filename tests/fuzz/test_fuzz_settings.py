@@ -20,8 +20,13 @@ def values_for(setting: Setting) -> st.SearchStrategy[Any]:
         return st.booleans()
     if setting.kind is int:
         return st.integers(setting.minimum, setting.maximum)
-    if setting.validate is not None:     # sizes ("512MiB", "5%") or clamd addresses
-        return SIZES if _accepted(setting, "512MiB") else ADDRESSES
+    if setting.validate is not None:     # sizes ("512MiB", "5%"), clamd addresses, or
+        if _accepted(setting, "512MiB") and not _accepted(setting, "zone.example"):
+            return SIZES                     # lists (zones, domains) and scores: their own
+        # tests cover them; here the default
+        if _accepted(setting, "127.0.0.1:3310") and not _accepted(setting, "zone.example"):
+            return ADDRESSES
+        return st.just(setting.default)
     return TEXT
 
 

@@ -427,7 +427,7 @@ def test_junk_events(mail: AccountMail) -> None:
     for _ in range(3):
         mail.append(INBOX, MESSAGE)
     mail.move(INBOX, [1, 2], junk)
-    assert seen == [JunkMove(ADDRESS, True, INBOX, (1, 2))]
+    assert seen == [JunkMove(ADDRESS, True, junk, (1, 2))]      # the copies, in Junk
     mail.copy(junk, [1], INBOX)
     assert seen[1] == JunkMove(ADDRESS, False, INBOX, (4,))
     mail.move(junk, [2], trash)

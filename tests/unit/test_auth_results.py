@@ -27,6 +27,14 @@ def test_forged_fields_with_our_id_go_others_stay() -> None:
                        b"Authentication-Results: mx.example.test; in the body stays\r\n")
 
 
+def test_spam_fields_from_outside_go() -> None:
+    message = (b"X-Spam-Status: No, score=-5\r\nX-Spam-Score: -5\r\nx-spam-flag: NO\r\n"
+               b"X-Spam-Report: all clean\r\n\tfolded\r\nX-Spamish: stays\r\n"
+               b"Subject: hi\r\n\r\nX-Spam-Status: in the body stays\r\n")
+    assert remove_forged(message, OURS) == (
+        b"X-Spamish: stays\r\nSubject: hi\r\n\r\nX-Spam-Status: in the body stays\r\n", 4)
+
+
 def test_lf_only_and_headerless_messages() -> None:
     message = b"Authentication-Results: mx.example.test; spf=pass\nSubject: x\n\nbody\n"
     assert remove_forged(message, OURS) == (b"Subject: x\n\nbody\n", 1)

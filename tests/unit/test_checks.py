@@ -99,9 +99,14 @@ def test_no_checks_accept_without_headers() -> None:
 
 # -- settings ------------------------------------------------------------------------------
 
-def test_antivirus_settings_build_the_check_or_nothing() -> None:
-    assert len(build_checks(load_settings(None, environ={}))) == 1      # on by default
-    off = load_settings(None, environ={"MAILSTEAD_ANTIVIRUS__ENABLED": "false"})
+def test_settings_build_the_checks_in_order_and_submission_scans_only() -> None:
+    on = load_settings(None, environ={})       # everything on by default, in pipeline order
+    assert [c.name for c in build_checks(on)] == ["clamav", "auth", "dnsbl", "greylist",
+                                                  "spam"]
+    assert [c.name for c in build_checks(on, inbound=False)] == ["clamav"]
+    off = load_settings(None, environ={f"MAILSTEAD_{name}": "false" for name in (
+        "ANTIVIRUS__ENABLED", "CHECKS__AUTHENTICATION", "DNSBL__ENABLED", "GREYLIST__ENABLED",
+        "SPAM__ENABLED")})
     assert build_checks(off) == ()
 
 

@@ -406,7 +406,7 @@ class MaildirAccount(folder_ops.FolderOps):
         if not old or source is goal:
             return
         if goal.special_use == junk and source.special_use != junk:
-            event = JunkMove(self.address, True, source.name, tuple(old))
+            event = JunkMove(self.address, True, goal.name, tuple(new))
         elif source.special_use == junk and goal.special_use not in (junk, trash):
             event = JunkMove(self.address, False, goal.name, tuple(new))
         else:

@@ -31,6 +31,15 @@ class MaildirStores:
         self._opener = opener
         self._lock = threading.Lock()
         self._open: dict[str, MaildirAccount] = {}
+        self._junk_listeners: list[Callable[..., None]] = []
+
+    def add_junk_listener(self, listener: Callable[..., None]) -> None:
+        """Register a `mailbox_api.JunkListener` on every account, open now or later (the
+        spam filter learns from Junk moves, issue 5)."""
+        with self._lock:
+            self._junk_listeners.append(listener)
+            for mail in self._open.values():
+                mail.add_junk_listener(listener)
 
     def open(self, address: str) -> MaildirAccount:
         """The account's mail. KeyError when there is no such account."""
@@ -43,6 +52,8 @@ class MaildirStores:
             if mail is None:
                 mail = self._opener(account.address, self._data_dir / account.maildir,
                                     account.quota_bytes, self._messages_limit)
+                for listener in self._junk_listeners:
+                    mail.add_junk_listener(listener)
                 self._open[account.address] = mail
             mail.quota_bytes = account.quota_bytes       # the admin may have changed it
             return mail
