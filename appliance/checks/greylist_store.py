@@ -11,12 +11,13 @@ This is not mail data (losing it only greylists again): no fsync discipline beyo
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from appliance.storage.db import immediate_transaction
 
 FILE_NAME = "greylist.db"
 BUSY_TIMEOUT_MS = 5000
@@ -97,7 +98,7 @@ class GreylistStore:
         known, or the (network, sender domain) is allowlisted, or every triplet's retry
         came at least `delay` and at most `expire` after its first attempt."""
         items = list(triplets)
-        with self._lock, _transaction(self._db):
+        with self._lock, immediate_transaction(self._db):
             outcome = self._bypass(items, sender_domain, authenticated, now)
             if outcome is None:
                 outcome = self._triplets(items, now, timing)
@@ -108,7 +109,7 @@ class GreylistStore:
     def prune(self, now: float, timing: Timing) -> int:
         """Delete unpassed triplets past `expire`, passed ones and allowlist entries past
         their allowlist time; return how many rows went."""
-        with self._lock, _transaction(self._db):
+        with self._lock, immediate_transaction(self._db):
             removed = self._db.execute(
                 "DELETE FROM triplets WHERE (passed = 0 AND first_seen < ?) OR last_seen < ?",
                 (now - timing.expire, now - timing.allow_for)).rowcount
@@ -177,16 +178,3 @@ class GreylistStore:
         self._db.executemany(
             "INSERT OR REPLACE INTO known_senders (domain, expires) VALUES (?, ?)",
             [(d, until) for d in sorted(authenticated)])
-
-
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE (the write lock at once, so two workers never both read a triplet as
-    new), then COMMIT, or ROLLBACK on an error."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")

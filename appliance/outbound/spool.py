@@ -26,6 +26,7 @@ from appliance.core import log
 from appliance.core.addresses import domain_of
 from appliance.core.errors import DeliveryError
 from appliance.core.fsio import GroupCommit, fsync_dir, write_new_file
+from appliance.storage.db import immediate_transaction
 from appliance.storage.interfaces import (
     NewMessage,
     QueuedMessage,
@@ -242,14 +243,8 @@ class Spool:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with self._lock, immediate_transaction(self._conn) as conn:
+            yield conn
 
 
 def _connect(path: Path) -> sqlite3.Connection:

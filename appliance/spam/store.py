@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.spam.classifier import Counts, Model
+from appliance.storage.db import immediate_transaction
 
 GLOBAL = ""                  # the account name of the global model
 BUSY_TIMEOUT_MS = 10_000     # a learner holds the write lock for milliseconds, not seconds
@@ -77,14 +78,8 @@ class TokenStore:
     @contextmanager
     def writing(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE: writers queue instead of deadlocking)."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with self._lock, immediate_transaction(self._conn) as conn:
+            yield conn
 
     def model(self, account: str) -> Model:
         with self._lock:

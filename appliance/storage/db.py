@@ -6,7 +6,9 @@ transaction each; `PRAGMA user_version` records the last one applied.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -31,6 +33,21 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.row_factory = sqlite3.Row
     return conn
+
+
+@contextlib.contextmanager
+def immediate_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction that takes SQLite's write lock at once (BEGIN IMMEDIATE: two
+    writers queue on the busy timeout instead of both reading and then deadlocking on the
+    upgrade); COMMIT at the end, ROLLBACK on any error. For connections opened with
+    `isolation_level=None` (we manage transactions ourselves)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -5,7 +5,7 @@ arc.py and dmarc.py, with hostile values where the values come from the message 
 
 from __future__ import annotations
 
-import authres
+import authres  # type: ignore[import-untyped]  # no type hints
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +15,7 @@ from appliance.checks.dkim_verify import DkimResult
 from appliance.checks.dmarc import AuthorResult, DmarcOutcome
 from appliance.checks.spf import SpfOutcome
 
-TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40)
 DOMAINS = st.sampled_from(["example.org", "a.b.example", "xn--bcher-kva.example", ""])
 SPF_RESULTS = st.sampled_from(["pass", "fail", "softfail", "neutral", "none", "temperror",
                                "permerror"])

@@ -43,13 +43,9 @@ ZONES = {
 
 @pytest.fixture(scope="module")
 def knot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnotDns]:
-    server = KnotDns(tmp_path_factory.mktemp("auth-knot"),
-                     {name: zone_text(name, lines) for name, lines in ZONES.items()})
-    server.start()
-    try:
+    with KnotDns(tmp_path_factory.mktemp("auth-knot"),
+                 {name: zone_text(name, lines) for name, lines in ZONES.items()}) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def start_engine(data: Path, resolver: str, **settings: object) -> EngineProcess:

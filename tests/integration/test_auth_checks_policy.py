@@ -36,13 +36,9 @@ ZONES = {
 
 @pytest.fixture(scope="module")
 def knot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnotDns]:
-    server = KnotDns(tmp_path_factory.mktemp("policy-knot"),
-                     {name: zone_text(name, lines) for name, lines in ZONES.items()})
-    server.start()
-    try:
+    with KnotDns(tmp_path_factory.mktemp("policy-knot"),
+                 {name: zone_text(name, lines) for name, lines in ZONES.items()}) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def make_check(knot: KnotDns, seed: int = 1) -> AuthenticationCheck:
