@@ -2,8 +2,9 @@
 their RFC 8601 resinfo pieces, `context.auth` for the checks after it, and the one decision
 DMARC asks for.
 
-SPF (checks/spf.py), the DKIM key lookups, the ARC chain (checks/arc.py) and DMARC policy
-discovery run at the same time; DMARC's verdict then needs only the SPF and DKIM results.
+SPF (checks/spf.py; MAIL FROM, and HELO as a second result), the DKIM key lookups, the ARC
+chain (checks/arc.py) and DMARC policy discovery run at the same time; DMARC's verdict then
+needs only the SPF and DKIM results.
 What decides:
 
 - DMARC fail under p=reject (after pct=): `550 5.7.1` (RFC 7489 6.6.4 / 7.3), under
@@ -141,9 +142,10 @@ class AuthenticationCheck:
             return CheckResult(NAME, Verdict.TAG, reason=f"internal error: {exc}"[:200])
 
     async def _check(self, message: bytes, context: MessageContext) -> CheckResult:
-        spf, dkim, arc, policies = await asyncio.gather(
+        spf, helo, dkim, arc, policies = await asyncio.gather(
             self._spf.check(context.client_ip, context.helo, context.mail_from),
-            self._dkim.verify(message), self._arc(message, context.client_ip),
+            self._helo_spf(context), self._dkim.verify(message),
+            self._arc(message, context.client_ip),
             dmarc.find_policies(message, self._lookup.txt))
         ids = dmarc.identifiers(spf.result, spf.domain,
                                 [(d.result, d.domain) for d in dkim if d.domain])
@@ -151,7 +153,8 @@ class AuthenticationCheck:
         context.auth = auth_outcome(spf, dkim, arc, result)
         verdict, reason = decide(result, arc, self._trusted)
         context.score_parts.extend(score_parts(spf, result))
-        pieces = (spf.resinfo, *(d.resinfo for d in dkim), arc.resinfo, *result.resinfo)
+        pieces = (spf.resinfo, *([helo.resinfo] if helo else []), *(d.resinfo for d in dkim),
+                  arc.resinfo, *result.resinfo)
         level = logging.DEBUG if verdict == Verdict.ACCEPT else logging.INFO
         log.event("auth.checked", level, queue_id=context.queue_id, spf=spf.result,
                   dkim=",".join(d.result for d in dkim), arc=arc.cv, dmarc=result.result,
@@ -159,6 +162,17 @@ class AuthenticationCheck:
         reply = {Verdict.REJECT: replies.DMARC_REJECTED,
                  Verdict.TEMPFAIL: replies.POLICY_DEFERRED}.get(verdict, "")
         return CheckResult(NAME, verdict, reply, reason, auth_results=pieces)
+
+    async def _helo_spf(self, context: MessageContext) -> SpfOutcome | None:
+        """SPF for the HELO identity too (RFC 7208 2.3 recommends it), reported as its own
+        `spf=... smtp.helo=` result; DMARC keeps using the MAIL FROM result. For the null
+        sender the MAIL FROM check already is the HELO check; an address literal or a
+        dotless name has no SPF record to ask for."""
+        name = context.helo.rstrip(".")
+        if not context.mail_from or "." not in name or name.startswith("[") \
+                or not is_dns_name(name.lower()):
+            return None
+        return await self._spf.check(context.client_ip, name, "")
 
     async def _arc(self, message: bytes, client_ip: str) -> ArcOutcome:
         """The ARC chain, validated in a worker thread (dkimpy is blocking) with lookups to
