@@ -163,8 +163,8 @@ async def _read_reply(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
     while b"\x00" not in raw and len(raw) < MAX_REPLY:
         try:
             chunk = await reader.read(MAX_REPLY - len(raw))
-        except ConnectionResetError:
-            return raw, True
+        except (ConnectionResetError, BrokenPipeError):   # the write's EPIPE, seen again
+            return raw, True                                # when the transport closed
         if not chunk:
             break
         raw += chunk
