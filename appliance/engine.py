@@ -19,6 +19,7 @@ Connection limits (`limits.max_connections*`) count per process.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from appliance.outbound.service import (
 from appliance.pop3.server import build_backend as build_pop3_backend
 from appliance.pop3.server import build_stores, start_pop3
 from appliance.reports.intake import attach_intake
+from appliance.reports.sender import run_daily as send_dmarc_reports_daily
 from appliance.settings import Settings
 from appliance.smtp import replies
 from appliance.smtp.connections import ConnectionTracker, Listener
@@ -179,7 +181,12 @@ async def _start_primary(settings: Settings, executor: ThreadPoolExecutor,
     loop = asyncio.get_running_loop()
     sweep = loop.run_in_executor(executor, sweep_stale_temps, settings.data_dir / "mail")
     sweep.add_done_callback(_log_sweep)
-    return _Running(listeners, queue, guard, closers=[stop_trainer, stores.close])
+    closers: list[Callable[[], None]] = [stop_trainer, stores.close]
+    if settings.get_bool("reports.send_aggregate"):    # our DMARC reports, once a day
+        reports = loop.create_task(send_dmarc_reports_daily(
+            settings, build_deliverer(settings, executor)))
+        closers.append(functools.partial(_cancel, reports))
+    return _Running(listeners, queue, guard, closers=closers)
 
 
 async def _watch(supervisor: int, stop: asyncio.Event) -> None:
@@ -188,6 +195,10 @@ async def _watch(supervisor: int, stop: asyncio.Event) -> None:
         await asyncio.sleep(SUPERVISOR_CHECK)
     log.event("engine.supervisor_lost", supervisor=supervisor)
     stop.set()
+
+
+def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
 
 
 def _log_sweep(done: asyncio.Future[int]) -> None:

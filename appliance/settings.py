@@ -461,6 +461,18 @@ SCHEMA: tuple[Setting, ...] = (
             "Junk-folder moves waiting to be learned; beyond this, moves are not learned "
             "(logged) rather than slowing down IMAP.", 1, 1_000_000),
     # -- DMARC aggregate and TLS-RPT report intake (appliance/reports/) -------------------
+    Setting("reports", "send_aggregate", bool, False,
+            "Record the DMARC evaluations of inbound mail whose sender domain asks for "
+            "aggregate reports (rua=mailto:), and send those domains one report a day "
+            "(RFC 7489 7.2; `mailstead reports send-aggregate` sends at once). Many sites "
+            "turn this on to help senders find forgeries; off by default because a report "
+            "tells the domain owner (and any external address its record names) which IP "
+            "addresses sent mail as them to us and how much: the privacy-conservative "
+            "choice."),
+    Setting("reports", "org_name", str, "",
+            "The organisation named in the aggregate reports we send (org_name); empty "
+            "means server.hostname, which identifies the reporting server without saying "
+            "more.", optional=True),
     Setting("reports", "addresses", str, "postmaster",
             "Where DMARC aggregate and TLS-RPT reports arrive: comma-separated local parts "
             "(on every local domain) or full addresses. Mail delivered to them is also "

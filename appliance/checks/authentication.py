@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -38,6 +39,7 @@ from appliance.checks.dkim_verify import DkimResult, DkimVerifier, is_dns_name
 from appliance.checks.result import CheckResult, Verdict
 from appliance.checks.spf import SpfChecker, SpfOutcome
 from appliance.core import log
+from appliance.reports import evaluations
 from appliance.settings import Settings
 from appliance.smtp import replies
 
@@ -117,13 +119,16 @@ class AuthenticationCheck:
 
     def __init__(self, spf: SpfSource, lookup: TxtLookup, *, max_signatures: int,
                  trusted_sealers: frozenset[str] = frozenset(),
-                 rng: random.Random | None = None) -> None:
-        """`rng` draws pct= samples (seed it in tests)."""
+                 rng: random.Random | None = None,
+                 recorder: evaluations.EvaluationRecorder | None = None) -> None:
+        """`rng` draws pct= samples (seed it in tests); `recorder` keeps the evaluations
+        for the aggregate reports we send (reports/evaluations.py), None: not kept."""
         self._spf = spf
         self._lookup = lookup
         self._dkim = DkimVerifier(lookup, max_signatures)
         self._trusted = trusted_sealers
         self._rng = rng or random.Random()
+        self._recorder = recorder
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthenticationCheck:
@@ -132,7 +137,9 @@ class AuthenticationCheck:
         return cls(SpfChecker.from_settings(settings), lookup,
                    max_signatures=settings.get_int("checks.dkim_max_signatures"),
                    trusted_sealers=parse_sealers(
-                       settings.get_str("checks.arc_trusted_sealers")))
+                       settings.get_str("checks.arc_trusted_sealers")),
+                   recorder=evaluations.EvaluationRecorder(settings.data_dir)
+                   if settings.get_bool("reports.send_aggregate") else None)
 
     async def check(self, message: bytes, context: MessageContext) -> CheckResult:
         try:
@@ -153,6 +160,11 @@ class AuthenticationCheck:
         context.auth = auth_outcome(spf, dkim, arc, result)
         verdict, reason = decide(result, arc, self._trusted)
         context.score_parts.extend(score_parts(spf, result))
+        if self._recorder is not None:     # counted once the other checks decided too
+            message_facts = evaluations.Message(context.client_ip, context.mail_from, spf,
+                                                dkim, verdict, reason)
+            context.after_decision.append(
+                lambda final: self._record(policies, result, message_facts, final))
         pieces = (spf.resinfo, *([helo.resinfo] if helo else []), *(d.resinfo for d in dkim),
                   arc.resinfo, *result.resinfo)
         level = logging.DEBUG if verdict == Verdict.ACCEPT else logging.INFO
@@ -173,6 +185,19 @@ class AuthenticationCheck:
                 or not is_dns_name(name.lower()):
             return None
         return await self._spf.check(context.client_ip, name, "")
+
+    def _record(self, policies: dmarc.Policies, result: dmarc.DmarcOutcome,
+                message: evaluations.Message, final: Verdict) -> None:
+        """Keep the evaluation for our aggregate reports (RFC 7489 7.2): an append to a
+        batch written in a thread; a failure here must not touch the message. Not for a
+        message the checks deferred (greylisting, a scanner down): its retry counts."""
+        if self._recorder is None or final == Verdict.TEMPFAIL:
+            return
+        try:
+            self._recorder.record(evaluations.from_check(policies, result, message,
+                                                         time.time()))
+        except Exception as exc:
+            log.error("auth.record_failed", exc)
 
     async def _arc(self, message: bytes, client_ip: str) -> ArcOutcome:
         """The ARC chain, validated in a worker thread (dkimpy is blocking) with lookups to

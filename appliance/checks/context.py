@@ -10,7 +10,10 @@ add to the spam score (DNSBL/DNSWL hits, DMARC failures, ...) append their point
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from appliance.checks.result import Verdict
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,9 @@ class MessageContext:
         authenticated_as: the submission login; None on the MX.
         auth: set by the authentication check.
         score_parts: (rule, points) pairs for the spam score, in the order found.
+        after_decision: called with the merged verdict once every check ran (e.g. to
+            count a DMARC evaluation only for a message that is not deferred: a deferred
+            one comes again and is counted then).
     """
 
     queue_id: str
@@ -76,3 +82,4 @@ class MessageContext:
     authenticated_as: str | None = None
     auth: AuthOutcome | None = None
     score_parts: list[tuple[str, float]] = field(default_factory=list)
+    after_decision: list[Callable[[Verdict], None]] = field(default_factory=list)

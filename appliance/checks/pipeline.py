@@ -96,6 +96,11 @@ async def run_checks(checks: Sequence[MessageCheck], message: bytes,
         if result.verdict >= Verdict.TEMPFAIL:
             break
     decision = merge(results)
+    for notify in context.after_decision:
+        try:
+            notify(decision.verdict)
+        except Exception as exc:       # bookkeeping must never touch the message
+            log.error("checks.after_decision_failed", exc, queue_id=context.queue_id)
     elapsed = (time.monotonic() - started) * 1000
     return Decision(decision.verdict, decision.reply, decision.deciding, decision.results,
                     elapsed)

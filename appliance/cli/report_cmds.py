@@ -1,15 +1,19 @@
-"""`mailstead reports list|show|failures|import`: the DMARC and TLS-RPT reports received.
+"""`mailstead reports list|show|failures|import`: the DMARC and TLS-RPT reports received;
+`mailstead reports send-aggregate`: send our own DMARC aggregate reports now.
 
 Reports arrive by mail (reports/intake.py); `import` takes a saved message (.eml) or a raw
 report file (.xml, .xml.gz, .zip, .json, .json.gz) for reports that came another way.
+`send-aggregate` queues the reports the engine would send after midnight (reports/sender.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,9 +21,11 @@ from typing import Any
 from appliance.cli import context
 from appliance.cli.context import CliError
 from appliance.core.addresses import normalise_domain
+from appliance.outbound.service import build_deliverer
 from appliance.reports.extract import Found, is_raw_report, parse_report, reports_in_message
 from appliance.reports.intake import DAY, limits_from
 from appliance.reports.model import Limits, ReportError
+from appliance.reports.sender import AggregateSender, Outcome, day_start
 from appliance.reports.store import ReportStore
 from appliance.settings import Settings
 
@@ -45,6 +51,12 @@ def register(commands: Any) -> None:
     importing = sub.add_parser("import", help="store the reports in a saved message or a "
                                "report file (.eml, .xml, .gz, .zip, .json)")
     importing.add_argument("file", type=Path)
+    sending = sub.add_parser("send-aggregate", help="send our DMARC aggregate reports "
+                             "(RFC 7489 7.2) not sent yet")
+    sending.add_argument("--day", help="only the evaluations of this UTC day (YYYY-MM-DD); "
+                         "default: every day before today")
+    sending.add_argument("--dry-run", action="store_true",
+                         help="show what would be sent; queue nothing, mark nothing")
     reports.set_defaults(handler=reports_command)
 
 
@@ -58,6 +70,8 @@ def reports_command(args: argparse.Namespace) -> int:
         return _show(store, args.id, args.json)
     if args.action == "failures":
         return _failures(store, args)
+    if args.action == "send-aggregate":
+        return _send_aggregate(current, conn, args.day, args.dry_run)
     return _import(current, conn, store, args.file)
 
 
@@ -163,3 +177,36 @@ def _read(path: Path, limits: Limits) -> Found:
         except ReportError as exc:
             return Found((), (str(exc),))
     return reports_in_message(data, limits)
+
+
+def _send_aggregate(current: Settings, conn: sqlite3.Connection, day: str | None,
+                    dry_run: bool) -> int:
+    if day is not None:
+        try:
+            day_start(day)
+        except ValueError:
+            raise CliError(f"--day {day!r} is not a date like 2026-01-31") from None
+    outcomes = asyncio.run(_send(current, conn, day, dry_run))
+    for outcome in outcomes:
+        _print_outcome(outcome, dry_run)
+    if not outcomes:
+        print("no DMARC evaluations waiting to be reported")
+    conn.close()
+    return 0
+
+
+async def _send(current: Settings, conn: sqlite3.Connection, day: str | None,
+                dry_run: bool) -> list[Outcome]:
+    with ThreadPoolExecutor(4, thread_name_prefix="deliver") as executor:
+        deliverer = None if dry_run else build_deliverer(current, executor)
+        sender = AggregateSender.from_settings(current, conn, deliverer)
+        return await sender.run(day, dry_run)
+
+
+def _print_outcome(outcome: Outcome, dry_run: bool) -> None:
+    verb = "would queue" if dry_run else "queued"
+    print(f"{outcome.domain} {outcome.day}: messages={outcome.messages}")
+    for address, queue_id in outcome.queued:
+        print(f"  {verb} to {address}" + ("" if dry_run else f" as {queue_id}"))
+    for address, why in outcome.skipped:
+        print(f"  not sent to {address}: {why}")

@@ -1,9 +1,8 @@
 """Our own DMARC aggregate reports (RFC 7489 7.2): records summed, the XML, the mail.
 
-Building blocks for sending reports to the domains whose mail we receive. Not wired yet:
-that needs the inbound DMARC check to record each evaluation with the policy's `rua`
-(and the external-destination check of RFC 7489 7.1 for a `rua` outside the domain) and a
-daily job that queues the mails; see the issue 5 notes.
+Pure building blocks for the reports we send to the domains whose mail we receive: the
+authentication check records each evaluation (evaluations.py), and sender.py builds the
+day's reports from those rows with these functions and queues them (`reports.send_aggregate`).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ CORPUS = Path(__file__).parent.parent / "data" / "spam"
 DOMAIN = "example.test"
 SENDER = "someone@example.org"
 ALICE, BOB = f"alice@{DOMAIN}", f"bob@{DOMAIN}"
-SMALL_MODELS = {"spam__min_spam": 5, "spam__min_ham": 5}
+SMALL_MODELS = {"spam__enabled": True, "spam__min_spam": 5, "spam__min_ham": 5}
 
 
 def corpus(kind: str) -> list[bytes]:

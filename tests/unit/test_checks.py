@@ -202,3 +202,20 @@ def test_one_authentication_results_field_leads_the_headers() -> None:
 def test_a_resinfo_is_one_line() -> None:
     with pytest.raises(ValueError):
         CheckResult("auth", Verdict.ACCEPT, auth_results=("spf=pass\r\nX-Evil: 1",))
+
+
+def test_after_decision_hears_the_merged_verdict_and_cannot_break_the_run() -> None:
+    heard: list[Verdict] = []
+
+    def broken(_verdict: Verdict) -> None:
+        raise RuntimeError("a broken listener")
+
+    class Noting(FixedCheck):
+        async def check(self, message: bytes, context: MessageContext) -> CheckResult:
+            context.after_decision.append(heard.append)
+            context.after_decision.append(broken)
+            return await super().check(message, context)
+
+    context = MessageContext("Q2", "192.0.2.1")
+    decision = asyncio.run(run_checks([Noting(ACCEPT), FixedCheck(TAG)], b"m", context))
+    assert heard == [decision.verdict] == [Verdict.TAG]
