@@ -145,13 +145,16 @@ def test_same_list_untrusted_is_rejected(engine: EngineProcess,
 
 
 def forward(world: MailWorld, engine: EngineProcess, sender: str, message: bytes) -> bytes:
-    """Send `message` to our alias; the copy Postfix stored for its target."""
+    """Send `message` to our alias; the copy Postfix stored for its target (the new one:
+    Postfix's Maildir names sort by inode within one second, not by arrival)."""
     before = world.peer.count_delivered(TARGET)
+    earlier = set(maildir_messages(world.peer, TARGET))
     code, text = to_mx(engine, sender, ALIAS, message)
     assert code == 250, text
     wait_until(lambda: world.peer.count_delivered(TARGET) > before, 60, "Postfix delivery")
     wait_until(lambda: queue_empty(engine), 10, "an empty queue")
-    return maildir_messages(world.peer, TARGET)[-1]
+    [new] = [m for m in maildir_messages(world.peer, TARGET) if m not in earlier]
+    return new
 
 
 def seals(message: bytes) -> list[tuple[str, str, str]]:

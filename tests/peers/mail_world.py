@@ -39,10 +39,12 @@ POSTQUEUE = "/usr/sbin/postqueue"
 
 
 def maildir_messages(instance: PostfixInstance, address: str) -> list[bytes]:
-    """The messages Postfix delivered to `address`, oldest file name first."""
+    """The messages Postfix delivered to `address`, oldest first (by modification time:
+    Postfix's file names sort by inode within one second, not by arrival)."""
     maildir = instance.maildir_of(address)
-    files = sorted(p for sub in ("new", "cur") if (maildir / sub).is_dir()
-                   for p in (maildir / sub).iterdir())
+    files = sorted((p for sub in ("new", "cur") if (maildir / sub).is_dir()
+                    for p in (maildir / sub).iterdir()),
+                   key=lambda p: (p.stat().st_mtime_ns, p.name))
     return [f.read_bytes() for f in files]
 
 
