@@ -61,6 +61,48 @@ def needs_content(attributes: Sequence[FetchAttribute]) -> bool:
     return any(a.kind not in _INDEX_ONLY for a in attributes)
 
 
+def whole_message_names(attributes: Sequence[FetchAttribute]) -> list[bytes | None] | None:
+    """For a FETCH that needs no more of a message than its whole text (BODY[], BODY.PEEK[],
+    RFC822 besides index items, what clients ask to download mail): per item, the start of
+    its response (`BODY[] {`) or None for an index item. None when some item needs more
+    (a section, a partial, a parse), which `fetch_line` answers."""
+    names: list[bytes | None] = []
+    for attribute in attributes:
+        kind, section = attribute.kind, attribute.section
+        if kind in _INDEX_ONLY:
+            names.append(None)
+        elif kind is FetchKind.RFC822 or (
+                kind is FetchKind.BODY_SECTION and attribute.partial is None
+                and (section is None or (not section.part and section.text is None))):
+            names.append(attribute.response_name().encode() + b" {")
+        else:
+            return None
+    return names
+
+
+def whole_message_pieces(seq: int, meta: MessageMeta, attributes: Sequence[FetchAttribute],
+                         names: Sequence[bytes | None], content: bytes, *, recent: bool,
+                         include_uid: bool, include_modseq: bool) -> list[bytes]:
+    """`fetch_line` for `whole_message_names` items, as pieces to join: the message text
+    is one piece of its own (each literal, RFC 9051 4.3), copied once, when the batch is
+    joined."""
+    head = b"* %d FETCH (" % seq
+    kinds = {a.kind for a in attributes}
+    if include_uid and FetchKind.UID not in kinds:
+        head += b"UID %d " % meta.uid
+    pieces: list[bytes] = []
+    for attribute, name in zip(attributes, names, strict=True):
+        if name is None:
+            head += _item(attribute, meta, None, recent, False) + b" "
+        else:
+            pieces += (head + name + b"%d}\r\n" % len(content), content)
+            head = b" "
+    if include_modseq and FetchKind.MODSEQ not in kinds:
+        head += b"MODSEQ (%d) " % meta.modseq
+    pieces.append(head.rstrip(b" ") + b")\r\n")
+    return pieces
+
+
 def fetch_line(seq: int, meta: MessageMeta, attributes: Sequence[FetchAttribute],
                source: MessageSource | None, *, recent: bool, include_uid: bool,
                include_modseq: bool, utf8: bool) -> bytes:

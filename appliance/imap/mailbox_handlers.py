@@ -68,12 +68,12 @@ def enable(session: ImapSession, command: a.Enable) -> Iterator[bytes]:
     for name in command.capabilities:
         upper = name.upper()
         if upper in ENABLEABLE and upper not in session.enabled:
-            session.enabled.add(upper)
+            session.enabled = session.enabled | {upper}
             newly.append(name)
             if upper in ("CONDSTORE", "QRESYNC"):
                 session.condstore = True
     if "QRESYNC" in session.enabled:
-        session.enabled.add("CONDSTORE")
+        session.enabled = session.enabled | {"CONDSTORE"}
     yield r.untagged("ENABLED" + "".join(f" {name}" for name in newly))
     yield r.tagged_ok(command.tag, "ENABLE " + r.DONE)
 

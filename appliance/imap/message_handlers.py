@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from appliance.imap import fetch_lines as lines
 from appliance.imap import responses as r
 from appliance.imap import search_keys as k
 from appliance.imap.commands import messages as s
@@ -19,15 +20,15 @@ from appliance.imap.fetch_response import (
     MessageSource,
     fetch_line,
     needs_content,
+    whole_message_names,
 )
-from appliance.imap.formats import internal_date, render_flags
 from appliance.imap.search_eval import SearchContext, esearch_data, saved_result
 from appliance.imap.search_eval import search as run_search
 from appliance.imap.search_view import views
 from appliance.imap.selected import SelectedMailbox
 from appliance.imap.sequence_set import STAR, NumberSet, SequenceSet
 from appliance.imap.state import State
-from appliance.storage.mailbox_api import AccountMail, FlagOperation, MessageMeta
+from appliance.storage.mailbox_api import AccountMail, FlagOperation
 
 if TYPE_CHECKING:
     from appliance.imap.session import ImapSession
@@ -103,8 +104,14 @@ def fetch(session: ImapSession, command: s.Fetch) -> Iterator[bytes]:
         attributes = (*attributes, FetchAttribute(FetchKind.FLAGS))   # \Seen changed
     include_modseq = modifiers.changed_since is not None
     if not needs_content(attributes):
-        yield from _index_only(session, view, seqs, attributes, command.uid, include_modseq)
+        yield from lines.index_only(session, view, seqs, attributes, command.uid,
+                                    include_modseq)
         yield r.tagged_ok(command.tag, "FETCH " + r.DONE)
+        return
+    names = whole_message_names(attributes)
+    if names is not None:
+        yield from lines.whole_messages(session, seqs, attributes, names, command.uid,
+                                       include_modseq, command.tag)
         return
     failed: FetchItemError | None = None
     batch: list[bytes] = []
@@ -129,64 +136,6 @@ def fetch(session: ImapSession, command: s.Fetch) -> Iterator[bytes]:
         yield r.tagged_no(command.tag, str(failed), failed.code)
     else:
         yield r.tagged_ok(command.tag, "FETCH " + r.DONE)
-
-
-def _index_only(session: ImapSession, view: SelectedMailbox, seqs: list[int],
-                attributes: Sequence[FetchAttribute], uid: bool,
-                include_modseq: bool) -> Iterator[bytes]:
-    """The common resync FETCH (FLAGS UID RFC822.SIZE ...) without opening any file.
-
-    Each message's items are rendered once per item list and kept (`_FRAGMENTS`, keyed by
-    the identity of the immutable MessageMeta the store shares between sessions), so the
-    next resync -- by this client or any other on the folder -- only adds sequence numbers.
-    """
-    kinds = [a.kind for a in attributes]
-    if uid and FetchKind.UID not in kinds:
-        kinds.insert(0, FetchKind.UID)
-    if include_modseq and FetchKind.MODSEQ not in kinds:
-        kinds.append(FetchKind.MODSEQ)
-    shape = tuple(kinds)
-    recent = view.recent if not session.rev2 else set()
-    messages = view.messages
-    fragments = _FRAGMENTS
-    if len(fragments) > _FRAGMENTS_MAX:
-        fragments.clear()
-    lines: list[str] = []
-    for seq in seqs:
-        meta = messages[seq - 1]
-        key = (id(meta), shape, meta.uid in recent)
-        found = fragments.get(key)
-        if found is not None and found[0] is meta:
-            fragment = found[1]
-        else:
-            fragment = _fragment(meta, shape, key[2])
-            fragments[key] = (meta, fragment)
-        lines.append(f"* {seq} FETCH ({fragment})\r\n")
-        if len(lines) >= 4096:
-            yield "".join(lines).encode()
-            lines = []
-    if lines:
-        yield "".join(lines).encode()
-
-
-_FRAGMENTS: dict[tuple[int, tuple[FetchKind, ...], bool], tuple[MessageMeta, str]] = {}
-_FRAGMENTS_MAX = 100_000
-
-
-def _fragment(meta: MessageMeta, kinds: tuple[FetchKind, ...], recent: bool) -> str:
-    items = []
-    for kind in kinds:
-        if kind is FetchKind.FLAGS:
-            items.append(f"FLAGS ({render_flags(meta.flags, recent)})")
-        elif kind is FetchKind.UID:
-            items.append(f"UID {meta.uid}")
-        elif kind is FetchKind.RFC822_SIZE:
-            items.append(f"RFC822.SIZE {meta.size}")
-        elif kind is FetchKind.MODSEQ:
-            items.append(f"MODSEQ ({meta.modseq})")
-        else:
-            items.append(f"INTERNALDATE {internal_date(meta.internal_date)}")
-    return " ".join(items)
 
 
 def _seq(view: SelectedMailbox, uid: int) -> int:
@@ -239,23 +188,24 @@ def store(session: ImapSession, command: s.Store) -> Iterator[bytes]:
         return
     if command.unchanged_since is not None:
         session.condstore = True
-    uids = [u for u in resolve(session, command.sequence_set, command.uid)
-            if not view.is_expunged(u)]
+    seqs = resolve_seqs(session, command.sequence_set, command.uid)
+    view_uids = view.uids
+    if view.gone:
+        seqs = [seq for seq in seqs if not view.is_expunged(view_uids[seq - 1])]
+    uids = [view_uids[seq - 1] for seq in seqs]
     flags = frozenset(f for f in command.flags if f.upper() != "\\RECENT")
     result = account.store_flags(view.name, uids, command.operation, flags,
                                  command.unchanged_since)
+    if result.changed:
+        lines.forget_fragments(view, seqs)
     view.apply_own(result.changed)
     modified = set(result.modified)
     if not command.silent or session.condstore:
-        changed = {meta.uid for meta in result.changed}
-        lines: list[bytes] = []
-        for uid in uids:
-            if uid in modified or (command.silent and uid not in changed):
-                continue
-            seq = _seq(view, uid)
-            lines.append(_flags_line(session, seq, view.message_at(seq), command.uid))
-        if lines:
-            yield b"".join(lines)
+        echo = lines.flags_lines(session, view, seqs, modified,
+                                 {m.uid for m in result.changed} if command.silent else None,
+                                 command.uid)
+        if echo:
+            yield echo
     if modified:
         numbers = (sorted(modified) if command.uid
                    else sorted(_seq(view, u) for u in modified))
@@ -263,15 +213,6 @@ def store(session: ImapSession, command: s.Store) -> Iterator[bytes]:
                           f"MODIFIED {NumberSet.from_values(numbers)}")
     else:
         yield r.tagged_ok(command.tag, "STORE " + r.DONE)
-
-
-def _flags_line(session: ImapSession, seq: int, meta: MessageMeta, uid: bool) -> bytes:
-    parts = [f"FLAGS ({render_flags(meta.flags, session.is_recent(meta.uid))})"]
-    if uid:
-        parts.insert(0, f"UID {meta.uid}")
-    if session.condstore:
-        parts.append(f"MODSEQ ({meta.modseq})")
-    return f"* {seq} FETCH ({' '.join(parts)})\r\n".encode()
 
 
 # -- SEARCH ----------------------------------------------------------------------------------

@@ -125,7 +125,7 @@ class Receiver:
     def __init__(self, limits: ReceiverLimits | None = None,
                  sink: SinkFactory | None = None) -> None:
         self.limits = limits or ReceiverLimits()
-        self._sink = sink or _default_sink(self.limits)
+        self._sink = sink               # None: `_default_sink` of the limits, made when needed
         self._buf = bytearray()
         self._cmd = _Pending()
         self._literal: _LiteralIn | None = None
@@ -260,7 +260,9 @@ class Receiver:
         if len(cmd.literals) >= limits.max_literals:
             return self._reject(line, cmd.tag, "BAD", "Too many literals in one command")
         cmd.total += size
-        factory = self._sink if size > limits.spool_threshold else None
+        factory = None
+        if size > limits.spool_threshold:
+            factory = self._sink or _default_sink(limits)
         self._literal = _LiteralIn(size, header.binary, factory)
         return ContinuationRequest(size) if sync else self.next_event()
 

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 
 from appliance.storage.mailbox_api import FolderSnapshot, MessageMeta
+
+_NONE: frozenset[int] = frozenset()     # one empty set for every view (each costs 216 B)
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,10 @@ class SelectedMailbox:
         # INBOX then hold one copy, not 1,000 (copy-on-write in `_own`).
         self.messages: Sequence[MessageMeta] = snapshot.messages
         self.uids: Sequence[int] = shared_uids(snapshot.messages)
-        self.recent: set[int] = set(snapshot.recent)
-        self.gone: set[int] = set()      # expunged in the store, not yet told to the client
+        # Sets are replaced, never changed in place, so a view shares the snapshot's (and
+        # an empty one) until something is recent or expunged for it.
+        self.recent: AbstractSet[int] = snapshot.recent or _NONE
+        self.gone: AbstractSet[int] = _NONE     # expunged elsewhere, not yet told
         self._seen = _token(snapshot)
 
     # -- look-ups ----------------------------------------------------------------------------
@@ -102,22 +107,35 @@ class SelectedMailbox:
             self.uids = list(self.uids)
         return self.messages, self.uids
 
-    def _share(self, snapshot: FolderSnapshot) -> None:
-        """Back to the shared tuples once the view equals the store's state again."""
+    def _share(self, snapshot: FolderSnapshot, same: bool = False) -> None:
+        """Back to the shared tuples once the view equals the store's state again (`same`:
+        the caller knows this view's UIDs are the snapshot's, so they need no new pass)."""
         if not self.gone and len(self.uids) == len(snapshot.messages):
             self.messages = snapshot.messages
-            self.uids = shared_uids(snapshot.messages)
+            self.uids = shared_uids(snapshot.messages, self.uids if same else None)
 
     # -- changes made by this session --------------------------------------------------------
 
-    def apply_own(self, changed: tuple[MessageMeta, ...]) -> None:
-        """Take this session's STORE results so the next refresh does not report them."""
+    def apply_own(self, changed: Sequence[MessageMeta]) -> None:
+        """Take this session's STORE results (ascending UID, one new MODSEQ) so the next
+        refresh does not report them.
+
+        When that MODSEQ is the one right after the last the view saw, nobody else changed
+        the folder in between (every change takes the next MODSEQ, store contract), so the
+        view moves its token on: the refresh after our own STORE on 1,000 messages then
+        takes the no-change path instead of comparing the whole folder."""
+        if not changed:
+            return
+        messages, uids = self._own()
+        index = 0
         for meta in changed:
-            seq = self.seq_of(meta.uid)
-            if seq is not None:
-                messages, _uids = self._own()
-                messages[seq - 1] = meta
-                self.highest_modseq = max(self.highest_modseq, meta.modseq)
+            index = bisect.bisect_left(uids, meta.uid, index)
+            if index < len(uids) and uids[index] == meta.uid:
+                messages[index] = meta
+        modseq = changed[-1].modseq
+        if modseq == self._seen[0] + 1 and all(m.modseq == modseq for m in changed):
+            self._seen = (modseq, self._seen[1], self._seen[2])
+        self.highest_modseq = max(self.highest_modseq, modseq)
 
     def remove_own(self, uids: list[int]) -> list[int]:
         """Drop UIDs this session expunged itself; returns their sequence numbers in the
@@ -130,8 +148,11 @@ class SelectedMailbox:
                 messages, own_uids = self._own()
                 del own_uids[seq - 1]
                 del messages[seq - 1]
-                self.recent.discard(uid)
-                self.gone.discard(uid)
+        removed = frozenset(uids)
+        if not self.recent.isdisjoint(removed):
+            self.recent = self.recent - removed
+        if not self.gone.isdisjoint(removed):
+            self.gone = self.gone - removed
         return seqs
 
     # -- changes made elsewhere --------------------------------------------------------------
@@ -152,16 +173,21 @@ class SelectedMailbox:
             # (store contract), so nothing new: only expunges held back before may be due.
             if allow_expunge and self.gone:
                 updates += self._report_expunges(qresync)
+            if isinstance(self.uids, list):     # own changes only: share the store's again
+                self._share(snapshot, same=True)
             return updates
         seen_modseq = self._seen[0]
         self._seen = _token(snapshot)
         current = shared_uid_set(snapshot.messages)
-        self.gone |= {uid for uid in self.uids if uid not in current}
+        vanished = {uid for uid in self.uids if uid not in current}
+        if vanished:
+            self.gone = self.gone | vanished
         if allow_expunge and self.gone:
             updates += self._report_expunges(qresync)
         updates += self._flag_changes(snapshot, seen_modseq, condstore)
         added = [m for m in snapshot.messages if m.uid > (self.uids[-1] if self.uids else 0)]
-        self.recent |= set(snapshot.recent)
+        if not snapshot.recent <= self.recent:
+            self.recent = self.recent | snapshot.recent
         if added:
             messages, uids = self._own()
             messages += added
@@ -201,31 +227,48 @@ class SelectedMailbox:
         return updates
 
 
-_SHARED: dict[int, tuple[tuple[MessageMeta, ...], tuple[int, ...], frozenset[int]]] = {}
+class _Shared:
+    """The UIDs of one folder state, for all views on it; the set only when first asked."""
+
+    __slots__ = ("_set", "messages", "uids")
+
+    def __init__(self, messages: tuple[MessageMeta, ...], uids: tuple[int, ...]) -> None:
+        self.messages = messages        # kept alive, so its id() stays this entry's key
+        self.uids = uids
+        self._set: frozenset[int] | None = None
+
+    @property
+    def uid_set(self) -> frozenset[int]:
+        if self._set is None:
+            self._set = frozenset(self.uids)
+        return self._set
+
+
+_SHARED: dict[int, _Shared] = {}
 # Each entry keeps a folder state's tuple (and its MessageMeta objects) alive: only the few
 # states that sessions are on right now are worth sharing; a miss costs one pass to rebuild.
 _SHARED_MAX = 16
 
 
-def _shared(messages: tuple[MessageMeta, ...]
-            ) -> tuple[tuple[MessageMeta, ...], tuple[int, ...], frozenset[int]]:
-    """The UIDs of one folder state, computed once for all views on it (keyed by the
-    tuple's identity; the entry keeps the tuple alive so the key stays valid)."""
+def _shared(messages: tuple[MessageMeta, ...], known: Sequence[int] | None = None) -> _Shared:
+    """The shared entry of one folder state (keyed by the tuple's identity); `known`: its
+    UIDs, when the caller has them."""
     found = _SHARED.get(id(messages))
-    if found is None or found[0] is not messages:
+    if found is None or found.messages is not messages:
         if len(_SHARED) >= _SHARED_MAX:
             _SHARED.pop(next(iter(_SHARED), 0), None)
-        uids = tuple(m.uid for m in messages)
-        found = _SHARED[id(messages)] = (messages, uids, frozenset(uids))
+        uids = tuple(known) if known is not None else tuple(m.uid for m in messages)
+        found = _SHARED[id(messages)] = _Shared(messages, uids)
     return found
 
 
-def shared_uids(messages: tuple[MessageMeta, ...]) -> tuple[int, ...]:
-    return _shared(messages)[1]
+def shared_uids(messages: tuple[MessageMeta, ...],
+                known: Sequence[int] | None = None) -> tuple[int, ...]:
+    return _shared(messages, known).uids
 
 
 def shared_uid_set(messages: tuple[MessageMeta, ...]) -> frozenset[int]:
-    return _shared(messages)[2]
+    return _shared(messages).uid_set
 
 
 def _token(snapshot: FolderSnapshot) -> tuple[int, int, int]:

@@ -5,8 +5,9 @@ The driver owns what the core must not: sockets, the TLS handshakes, the timers 
 `imap.login_timeout` before login, the `imap.autologout` timer after it, RFC 9051 5.4),
 connection limits (the SMTP `ConnectionTracker`, shared by both ports, plus a count per
 account), the bad-command limit, and backpressure: a command's output is pulled from the core
-in a worker thread in batches of `RUN_BATCH` octets, each written only when the socket has
-drained, and reading pauses while unprocessed input piles up. The SASL exchanges and IDLE are
+in a worker thread in batches of `RUN_BATCH` octets (the next one while the last goes out),
+each written only when the socket has drained, and reading pauses while unprocessed input
+piles up. The SASL exchanges and IDLE are
 in `server_plans` (how each plan is performed), the settings in `server_config`, the socket
 plumbing shared with POP3 (buffering, drain, STARTTLS, tracker) in `net.stream`; this module
 is the IMAP connection on top of it and the listeners.
@@ -16,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 from appliance.auth.guard import LoginGuard
 from appliance.core import log
+from appliance.core.memory import fix_mmap_threshold
 from appliance.imap import responses as r
 from appliance.imap.commands.base import CommandError
 from appliance.imap.receiver import (
@@ -77,16 +79,26 @@ class ImapConnection(StreamConnection):
     async def write(self, data: bytes) -> None:
         """Write once the socket has drained; SessionEndedError when the connection is gone
         (also when the client has read nothing for the idle timeout: `drained`)."""
+        await self.write_all((data,))
+
+    async def write_all(self, chunks: Sequence[bytes]) -> None:
+        """`write` for a batch of chunks: one wait for the socket, then each chunk handed
+        to the transport as it is (no join: a FETCH of whole messages is megabytes)."""
         timeout = self.config.autologout if self.account else self.config.login_timeout
         transport = await self.drained(timeout)
         if transport is None:
             raise SessionEndedError
-        transport.write(data)
+        for chunk in chunks:
+            transport.write(chunk)
 
     async def in_thread(self, function: Callable[..., T], *args: Any) -> T:
         """Run blocking store work in the engine's pool (never on the event loop)."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self.config.executor, function, *args)
+        return await self.start_in_thread(function, *args)
+
+    def start_in_thread(self, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """`in_thread`, started now: the future to await later."""
+        return asyncio.get_running_loop().run_in_executor(self.config.executor, function,
+                                                          *args)
 
     async def receive(self, timeout: float) -> bytes | None:
         """What the client sent, None after `timeout` silent seconds; SessionEndedError at EOF."""
@@ -215,6 +227,7 @@ def _imap_refusal(smtp_reply: str) -> bytes:
 async def start_imap(settings: Settings, executor: Executor, guard: LoginGuard,
                      stores: MailStores, tls: ssl.SSLContext) -> list[Listener]:
     """Bind both IMAP listeners."""
+    fix_mmap_threshold()        # logins and big FETCHes must not pin megabytes in arenas
     config = listener_config(settings, executor, guard, stores, tls)
     address = settings.get_str("listen.address")
     return await bind(config, address, settings.get_int("listen.imap_port"),

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from appliance.auth import sasl
 from appliance.core import log
-from appliance.core.memory import TRIM_AFTER, release_free_memory
+from appliance.core.memory import TRIM_AFTER, trim_after_burst
 from appliance.imap import plan as plans
 from appliance.imap import responses as r
 from appliance.imap.commands.any_state import is_done, is_sasl_cancel
@@ -24,7 +24,9 @@ from appliance.imap.session import ImapSession
 if TYPE_CHECKING:
     from appliance.imap.server import ImapConnection
 
-RUN_BATCH = 256 * 1024       # octets of a command's output pulled from the core at once
+# Octets of a command's output pulled from the core at once. Each trip to the worker thread
+# and back costs more than holding a megabyte: a FETCH of 100 whole messages goes in one.
+RUN_BATCH = 1024 * 1024
 _TAIL = 1024                 # end of a command's output kept to see its tagged status
 
 # The driver's own texts (the core's catalogue is `responses`).
@@ -52,6 +54,14 @@ def pull(chunks: Iterator[bytes], limit: int = RUN_BATCH) -> tuple[list[bytes], 
         if size >= limit:
             return batch, False
     return batch, True
+
+
+def _tail(before: bytes, batch: list[bytes]) -> bytes:
+    """The last `_TAIL` octets of the output so far (`before`, then `batch`)."""
+    tail = before
+    for chunk in batch:
+        tail = chunk[-_TAIL:] if len(chunk) >= _TAIL else (tail + chunk)[-_TAIL:]
+    return tail
 
 
 def _start(session: ImapSession, command: ImapCommand
@@ -102,24 +112,33 @@ class PlanRunner:
 
     async def _run(self, command: ImapCommand) -> None:
         """Write the core's output batch by batch, each after the socket drained, so one
-        client fetching a huge mailbox holds at most a batch in memory."""
+        client fetching a huge mailbox holds at most two batches in memory: the next batch
+        is pulled in the worker thread while the last one goes out (a FETCH of whole
+        messages reads files while the client reads the ones before)."""
         conn, chunks, tail, written, total = self.conn, None, b"", False, 0
+        following: asyncio.Future[tuple[list[bytes], bool]] | None = None
         try:
             chunks, batch, done = await conn.in_thread(_start, self.session, command)
             while True:
-                data = b"".join(batch)
-                if data:
-                    await conn.write(data)
+                following = None if done else conn.start_in_thread(pull, chunks)
+                size = sum(map(len, batch))
+                if size:
+                    await conn.write_all(batch)
                     written = True
-                    total += len(data)
-                    tail = data[-_TAIL:] if len(data) >= _TAIL else (tail + data)[-_TAIL:]
-                if done:
+                    total += size
+                    tail = _tail(tail, batch)
+                if following is None:
                     break
-                batch, done = await conn.in_thread(pull, chunks)
+                batch, done = await following
+                following = None
         except SessionEndedError:
+            if following is not None:       # the generator cannot close while it runs
+                await asyncio.wait([following])
             await conn.in_thread(_close, chunks)
             raise
         except Exception as exc:
+            if following is not None:       # never leave the core running past the command
+                await asyncio.wait([following])
             log.error("imap.command_failed", exc, client=conn.client_ip,
                       command=type(command).__name__)
             if written:          # mid-response: the client cannot be told anything sane
@@ -128,7 +147,7 @@ class PlanRunner:
             await conn.write(tail)
         conn.note_status(command.tag, tail)
         if total >= TRIM_AFTER:       # megabytes went through the heap: give them back
-            await conn.in_thread(release_free_memory)
+            trim_after_burst(conn.config.executor)
 
     # -- LOGIN and AUTHENTICATE --------------------------------------------------------------
 
@@ -136,6 +155,7 @@ class PlanRunner:
         conn = self.conn
         result = await conn.config.guard.login(username, password, client_ip=conn.client_ip,
                                                protocol="imap")
+        trim_after_burst(conn.config.executor)      # the password hash took megabytes
         if not result.ok or result.account is None:
             await conn.answered(tag, self.session.login_failed(tag, result))
             return

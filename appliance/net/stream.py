@@ -40,9 +40,12 @@ class StreamConnection(asyncio.Protocol):
         self._unread_size = 0
         self._eof = False
         self._closed = False
-        self._data_ready = asyncio.Event()
-        self._can_write = asyncio.Event()
-        self._can_write.set()
+        self._paused = False                  # the transport asked us to stop writing
+        # One future while the driver waits for input or for the socket to drain, made
+        # only then: a thousand idle clients each park one, not two Events and a wait_for
+        # task.
+        self._reading: asyncio.Future[None] | None = None
+        self._draining: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
 
     # -- what the subclass says ----------------------------------------------------------
@@ -72,26 +75,28 @@ class StreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._unread.append(data)
         self._unread_size += len(data)
-        self._data_ready.set()
+        _wake(self._reading)
         if self._unread_size > self.max_unread and self._transport is not None:
             self._transport.pause_reading()
 
     def eof_received(self) -> bool:
         self._eof = True
-        self._data_ready.set()
+        _wake(self._reading)
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._eof = self._closed = True
-        self._data_ready.set()
-        self._can_write.set()
+        self._paused = False
+        _wake(self._reading)
+        _wake(self._draining)
         self._tracker.release(self)
 
     def pause_writing(self) -> None:
-        self._can_write.clear()
+        self._paused = True
 
     def resume_writing(self) -> None:
-        self._can_write.set()
+        self._paused = False
+        _wake(self._draining)
 
     # -- what the tracker needs (smtp.connections.Closable) ------------------------------
 
@@ -134,8 +139,11 @@ class StreamConnection(asyncio.Protocol):
             TimeoutError: nothing arrived within `timeout` seconds.
         """
         while not self._unread and not self._eof:
-            self._data_ready.clear()
-            await asyncio.wait_for(self._data_ready.wait(), max(timeout, 0.0))
+            self._reading = asyncio.get_running_loop().create_future()
+            try:
+                await _wait(self._reading, timeout)
+            finally:
+                self._reading = None
         if not self._unread:
             return None
         data = b"".join(self._unread)
@@ -149,14 +157,17 @@ class StreamConnection(asyncio.Protocol):
         """The transport to write to once the socket has drained; None when the connection
         is gone. A client that reads nothing for `timeout` seconds is dropped: a slow-read
         attack would otherwise hold the connection and its buffered output for ever."""
-        if not self._can_write.is_set():
+        if self._paused:
+            self._draining = asyncio.get_running_loop().create_future()
             try:
-                await asyncio.wait_for(self._can_write.wait(), timeout)
+                await _wait(self._draining, timeout)
             except TimeoutError:
                 log.event(f"{self.log_name}.write_timeout", client=self.client_ip,
                           timeout=timeout)
                 self._abort()
                 return None
+            finally:
+                self._draining = None
         return None if self._closed else self._transport
 
     async def upgrade_tls(self) -> None:
@@ -172,6 +183,26 @@ class StreamConnection(asyncio.Protocol):
         if transport is None:
             raise ConnectionError("TLS handshake did not complete")
         self._transport = transport
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+async def _wait(waiter: asyncio.Future[None], timeout: float) -> None:
+    """Until `waiter` is woken; TimeoutError after `timeout` seconds (a timer handle, no
+    task of its own as `asyncio.wait_for` makes)."""
+    timer = asyncio.get_running_loop().call_later(max(timeout, 0.0), _expire, waiter)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
 
 
 def is_loopback(ip: str) -> bool:

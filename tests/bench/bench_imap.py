@@ -4,10 +4,13 @@
         [--only mailstead|dovecot] [--keep]
 
 Both servers get identical copies of one generated Maildir (LF line ends, Dovecot's
-`,S=,W=` names, 70 % seen). Each side is first warmed (SELECT and FETCH 1:* once, untimed:
-Dovecot builds its index then, we build ours), then each operation runs `--rounds` times and
-the median is printed, over a raw socket (the time from sending the command until the tagged
-reply is in: server time plus loopback) and through imaplib (what a Python client sees):
+`,S=,W=` names, 70 % seen) and run side by side. Each side is first warmed (SELECT and
+FETCH 1:* once, untimed: Dovecot builds its index then, we build ours), then each operation
+runs `--rounds` times on each server in turn (one right after the other, the first one
+first in every other round, so load that comes and goes on a shared machine hits both alike)
+and the median is printed, over a raw socket (the time from sending the command until the
+tagged reply is in: server time plus loopback) and through imaplib (what a Python client
+sees):
 
 - SELECT INBOX; FETCH 1:* (FLAGS UID RFC822.SIZE); UID SEARCH HEADER Subject <needle>;
   FETCH of 100 whole messages (BODY.PEEK[] of every 100th); STORE +FLAGS / -FLAGS (\\Flagged)
@@ -166,67 +169,80 @@ def operations(messages: int) -> dict[str, str]:
     }
 
 
-def run_raw(side: Side, rounds: int, messages: int) -> None:
-    client = RawImap(side.port)
-    client.command(f'LOGIN "{USER}" "{PASSWORD}"')
-    client.command("SELECT INBOX")                    # warm: index built here
-    client.command("FETCH 1:* (FLAGS UID RFC822.SIZE)")
-    client.command("FETCH 1:* (ENVELOPE)")
-    client.command(f'UID SEARCH HEADER Subject "{NEEDLE}"')   # both cache headers on first use
+def in_turn(sides: list[Side], round_: int) -> list[Side]:
+    """The sides in the order they run in `round_`: each operation runs on one server
+    right after the other, first one first, then the other (load that comes and goes on
+    a shared machine then hits both alike, not whichever side happened to run then)."""
+    return sides if round_ % 2 == 0 else sides[::-1]
+
+
+def run_raw(sides: list[Side], rounds: int, messages: int) -> None:
+    clients = {side.name: RawImap(side.port) for side in sides}
+    for client in clients.values():
+        client.command(f'LOGIN "{USER}" "{PASSWORD}"')
+        client.command("SELECT INBOX")                    # warm: index built here
+        client.command("FETCH 1:* (FLAGS UID RFC822.SIZE)")
+        client.command("FETCH 1:* (ENVELOPE)")
+        client.command(f'UID SEARCH HEADER Subject "{NEEDLE}"')   # both cache headers
     top = min(1000, messages)
     for round_ in range(rounds):
-        for key, text in operations(messages).items():
-            side.record(f"raw {key}", client.command(text)[0])
         sign = "+" if round_ % 2 == 0 else "-"
-        side.record("raw STORE 1:1000 ±FLAGS (\\Flagged)",
-                    client.command(f"STORE 1:{top} {sign}FLAGS (\\Flagged)")[0])
-    if rounds % 2:
-        client.command(f"STORE 1:{top} -FLAGS.SILENT (\\Flagged)")
-    client.close()
+        texts = {**operations(messages),
+                 "STORE 1:1000 ±FLAGS (\\Flagged)": f"STORE 1:{top} {sign}FLAGS (\\Flagged)"}
+        for key, text in texts.items():
+            for side in in_turn(sides, round_):
+                side.record(f"raw {key}", clients[side.name].command(text)[0])
+    for client in clients.values():
+        if rounds % 2:
+            client.command(f"STORE 1:{top} -FLAGS.SILENT (\\Flagged)")
+        client.close()
 
 
-def run_imaplib(side: Side, rounds: int, messages: int) -> None:
-    client = imaplib.IMAP4("127.0.0.1", side.port)
-    client.login(USER, PASSWORD)
-    for _ in range(rounds):
-        for key, call in (
-                ("SELECT", lambda: client.select("INBOX")),
-                ("FETCH 1:* (FLAGS UID RFC822.SIZE)",
-                 lambda: client.fetch("1:*", "(FLAGS UID RFC822.SIZE)")),
-                ("UID SEARCH HEADER Subject",
-                 lambda: client.uid("SEARCH", "HEADER", "Subject", f'"{NEEDLE}"')),
-                ("FETCH 100 whole messages",
-                 lambda: client.fetch(hundred(messages), "(BODY.PEEK[])"))):
-            started = time.perf_counter()
-            status, _data = call()
-            side.record(f"imaplib {key}", time.perf_counter() - started)
-            if status != "OK":
-                raise RuntimeError(f"{key}: {status}")
-    client.logout()
-
-
-def run_mbsync(side: Side, workdir: Path, rounds: int) -> None:
+def run_imaplib(sides: list[Side], rounds: int, messages: int) -> None:
+    clients = {side.name: imaplib.IMAP4("127.0.0.1", side.port) for side in sides}
+    for client in clients.values():
+        client.login(USER, PASSWORD)
+    calls: dict[str, Callable[[imaplib.IMAP4], tuple[str, object]]] = {
+        "SELECT": lambda c: c.select("INBOX"),
+        "FETCH 1:* (FLAGS UID RFC822.SIZE)": lambda c: c.fetch("1:*", "(FLAGS UID RFC822.SIZE)"),
+        "UID SEARCH HEADER Subject": lambda c: c.uid("SEARCH", "HEADER", "Subject",
+                                                     f'"{NEEDLE}"'),
+        "FETCH 100 whole messages": lambda c: c.fetch(hundred(messages), "(BODY.PEEK[])")}
     for round_ in range(rounds):
-        local = workdir / f"mbsync-{side.name}-{round_}"
-        shutil.rmtree(local, ignore_errors=True)
-        local.mkdir(parents=True)
-        config = local / "mbsyncrc"
-        config.write_text(
-            f"IMAPAccount bench\nHost 127.0.0.1\nPort {side.port}\nUser {USER}\n"
-            f"Pass \"{PASSWORD}\"\nSSLType None\nAuthMechs LOGIN\n\n"
-            "IMAPStore far\nAccount bench\n\n"
-            f"MaildirStore near\nPath {local}/mail/\nInbox {local}/mail/INBOX\n\n"
-            "Channel inbox\nFar :far:INBOX\nNear :near:INBOX\nSync Pull\nCreate Near\n"
-            f"SyncState {local}/state/\n")
-        (local / "state").mkdir()
-        (local / "mail").mkdir()
-        started = time.perf_counter()
-        done = subprocess.run(["mbsync", "-c", str(config), "-q", "inbox"], check=False,
-                              capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            raise RuntimeError(f"mbsync against {side.name} failed: {done.stderr.strip()}")
-        side.record("mbsync full pull", time.perf_counter() - started)
-        shutil.rmtree(local, ignore_errors=True)
+        for key, call in calls.items():
+            for side in in_turn(sides, round_):
+                started = time.perf_counter()
+                status, _data = call(clients[side.name])
+                side.record(f"imaplib {key}", time.perf_counter() - started)
+                if status != "OK":
+                    raise RuntimeError(f"{side.name} {key}: {status}")
+    for client in clients.values():
+        client.logout()
+
+
+def run_mbsync(sides: list[Side], workdir: Path, rounds: int) -> None:
+    for round_ in range(rounds):
+        for side in in_turn(sides, round_):
+            local = workdir / f"mbsync-{side.name}-{round_}"
+            shutil.rmtree(local, ignore_errors=True)
+            local.mkdir(parents=True)
+            config = local / "mbsyncrc"
+            config.write_text(
+                f"IMAPAccount bench\nHost 127.0.0.1\nPort {side.port}\nUser {USER}\n"
+                f"Pass \"{PASSWORD}\"\nSSLType None\nAuthMechs LOGIN\n\n"
+                "IMAPStore far\nAccount bench\n\n"
+                f"MaildirStore near\nPath {local}/mail/\nInbox {local}/mail/INBOX\n\n"
+                "Channel inbox\nFar :far:INBOX\nNear :near:INBOX\nSync Pull\nCreate Near\n"
+                f"SyncState {local}/state/\n")
+            (local / "state").mkdir()
+            (local / "mail").mkdir()
+            started = time.perf_counter()
+            done = subprocess.run(["mbsync", "-c", str(config), "-q", "inbox"], check=False,
+                                  capture_output=True, text=True, timeout=600)
+            if done.returncode != 0:
+                raise RuntimeError(f"mbsync against {side.name} failed: {done.stderr.strip()}")
+            side.record("mbsync full pull", time.perf_counter() - started)
+            shutil.rmtree(local, ignore_errors=True)
 
 
 def measure_idle(side: Side, count: int) -> None:
@@ -266,14 +282,14 @@ def mailstead_side(workdir: Path, source: Path) -> Iterator[Side]:
 
 
 @contextmanager
-def dovecot_side(workdir: Path, source: Path) -> Iterator[Side]:
+def dovecot_side(workdir: Path, source: Path, fsync: str = "optimized") -> Iterator[Side]:
     maildir = workdir / "dovecot-mail"
     shutil.copytree(source, maildir)
     chown_tree(maildir)
     (workdir / "dovecot").mkdir()
     dovecot = DovecotInstance(workdir / "dovecot", settings={
         "default_process_limit": "3000", "default_client_limit": "6000",
-        "mail_fsync": "optimized", "mail_max_userip_connections": "5000"})
+        "mail_fsync": fsync, "mail_max_userip_connections": "5000"})
     dovecot.add_user(USER, PASSWORD, maildir)
     dovecot.start()
     try:
@@ -318,6 +334,9 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=1000)
     parser.add_argument("--only", choices=("mailstead", "dovecot"))
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--dovecot-fsync", choices=("optimized", "always"), default="optimized",
+                        help="Dovecot's mail_fsync: its default, or `always` (every change "
+                             "fsync'ed before OK, the guarantee Mailstead always gives)")
     args = parser.parse_args()
     ensure_tools()
     workdir = Path(tempfile.mkdtemp(prefix="mailstead-bench-imap-"))
@@ -330,11 +349,13 @@ def main() -> None:
             if args.only != "dovecot":
                 sides.append(stack.enter_context(mailstead_side(workdir, source)))
             if args.only != "mailstead":
-                sides.append(stack.enter_context(dovecot_side(workdir, source)))
+                sides.append(stack.enter_context(dovecot_side(workdir, source,
+                                                              args.dovecot_fsync)))
+            run_raw(sides, args.rounds, args.messages)
+            run_imaplib(sides, args.rounds, args.messages)
+            run_mbsync(sides, workdir, max(1, args.rounds // 2))
+            print("timings done", flush=True)
             for side in sides:
-                run_raw(side, args.rounds, args.messages)
-                run_imaplib(side, args.rounds, args.messages)
-                run_mbsync(side, workdir, max(1, args.rounds // 2))
                 if args.idle:
                     measure_idle(side, args.idle)
                 print(f"{side.name} done", flush=True)

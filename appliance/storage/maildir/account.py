@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import cast
 
 from appliance.core import log
-from appliance.core.fsio import read_whole
 from appliance.storage.mailbox_api import (
     INBOX,
     CopyResult,
@@ -209,7 +208,7 @@ class MaildirAccount(folder_ops.FolderOps):
                     state = self._synced(name)
                 path = state.file_str(uid)          # KeyError: expunged
             try:
-                return names.to_crlf(read_whole(path))
+                return names.to_crlf(files.read_message(path))
             except FileNotFoundError:
                 continue                            # renamed or removed by another tool
         raise KeyError(uid)

@@ -7,6 +7,7 @@ Maildir root itself. Pure functions except `list_folder_dirs` and `make_folder_d
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -23,6 +24,7 @@ _ESCAPES = {"~": "~7e", ".": "~2e"}
 _UNESCAPE = re.compile(r"~([0-9a-fA-F]{2})")
 
 
+@functools.lru_cache(maxsize=4096)      # every store call names its folder: check it once
 def normalise(name: str) -> str:
     """Check an IMAP folder name and spell INBOX (case-insensitive, RFC 9051 5.1) canonically.
 

@@ -83,16 +83,28 @@ class FolderState:
     stamp: Stamp | None = None           # trusted stamp of the last listing
     data_version: int = -1
     _snapshot: tuple[MessageMeta, ...] | None = None
+    _last_uid: int = 0                    # highest UID in `metas`
+    _ordered: bool = True                 # `metas` iterates in ascending UID
 
     def snapshot(self, recent: frozenset[int] = frozenset()) -> FolderSnapshot:
         if self._snapshot is None:
-            self._snapshot = tuple(self.metas[uid] for uid in sorted(self.metas))
+            if not self._ordered:             # rare: rows arrived out of UID order
+                for uid in sorted(self.metas):
+                    self.metas[uid] = self.metas.pop(uid)
+                self._ordered = True
+            self._snapshot = tuple(self.metas.values())
         return FolderSnapshot(self.name, self.uidvalidity, self.uidnext, self.highest_modseq,
                               self._snapshot, recent)
 
     def put(self, meta: MessageMeta, subdir: str, filename: str) -> None:
-        self.metas[meta.uid] = meta
-        self.files[meta.uid] = (subdir, filename)
+        """Add or replace a message (a replaced one keeps its place in `metas`)."""
+        uid = meta.uid
+        if uid > self._last_uid:
+            self._last_uid = uid
+        elif uid not in self.metas:
+            self._ordered = False
+        self.metas[uid] = meta
+        self.files[uid] = (subdir, filename)
         self._snapshot = None
 
     def drop(self, uid: int) -> None:
@@ -129,7 +141,7 @@ def load_state(conn: sqlite3.Connection, name: str, path: Path,
                         int(str(uidnext)), int(str(modseq)), int(str(recent_uid)),
                         None if special_use is None else str(special_use))
     rows = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages "  # noqa: S608
-                        "WHERE folder_id = ?", (state.id,))
+                        "WHERE folder_id = ? ORDER BY uid", (state.id,))
     for message in rows:
         _put_row(state, message)
     return state

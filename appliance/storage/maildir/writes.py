@@ -82,41 +82,74 @@ def store(conn: sqlite3.Connection, state: FolderState, uids: Sequence[int],
           unchanged_since: int | None) -> StoreResult:
     """STORE: rename the files first, then the rows (RFC 7162 3.1.3 for UNCHANGEDSINCE).
 
-    Built for 1:* on large folders: plain path strings, one UPDATE for the batch
-    (executemany) and one fsync of cur/ for all the renames (group commit)."""
+    Built for 1:* on large folders: per message a dict look-up or two, the rename and one
+    new MessageMeta (`_FlagBatch`); one fsync of cur/ for all the renames (group commit),
+    waited for in a helper thread while the rows are updated (one executemany) and before
+    the caller commits them."""
     keywords = names.add_keywords(state.path, names.read_keywords(state.path), flags)
     modseq = state.highest_modseq + 1
-    changed: list[MessageMeta] = []
     refused: list[int] = []
-    rows: list[tuple[str, str, int, int, int]] = []
-    renamer = files.FlagRenamer(os.fspath(state.path), keywords)
-    texts: dict[frozenset[str], str] = {}          # few distinct flag sets in one batch
-    for uid in sorted(set(uids)):
-        meta = state.metas.get(uid)
-        if meta is None:
-            continue                      # expunged meanwhile: nothing to change
-        if unchanged_since is not None and meta.modseq > unchanged_since:
-            refused.append(uid)
-            continue
-        wanted = new_flags(meta.flags, operation, flags)
-        if wanted == meta.flags:
-            continue
-        filename = renamer.rename(state.files[uid], wanted)
-        if filename is None:
-            continue            # renamed or removed by another tool: the next sync tells
-        new = MessageMeta(uid, wanted, modseq, meta.internal_date, meta.size)
-        state.put(new, "cur", filename)
-        text = texts.get(wanted)
-        if text is None:
-            text = texts[wanted] = format_flags(wanted)
-        rows.append((filename, text, modseq, state.id, uid))
-        changed.append(new)
-    if changed:
-        conn.executemany("UPDATE messages SET subdir = 'cur', filename = ?, flags = ?, "
-                         "modseq = ? WHERE folder_id = ? AND uid = ?", rows)
-        files.sync_dirs(state.path / "cur")
+    metas, where = state.metas, state.files
+    with files.FlagRenamer(os.fspath(state.path), keywords) as renamer:
+        batch = _FlagBatch(renamer, operation, flags, modseq)
+        for uid in sorted(set(uids)):
+            meta = metas.get(uid)
+            if meta is None:
+                continue                      # expunged meanwhile: nothing to change
+            if unchanged_since is not None and meta.modseq > unchanged_since:
+                refused.append(uid)
+                continue
+            batch.add(meta, where[uid])
+    if batch.changed:
+        synced = files.sync_dirs_started(state.path / "cur")    # durable before the commit
+        try:
+            conn.executemany("UPDATE messages SET subdir = 'cur', filename = ?, flags = ?, "
+                             "modseq = ? WHERE folder_id = ? AND uid = ?", batch.rows(state.id))
+            for meta, (_, filename) in zip(batch.changed, batch.placed, strict=True):
+                state.put(meta, "cur", filename)
+        finally:
+            synced()
         set_counters(conn, state, modseq)
-    return StoreResult(tuple(changed), tuple(refused))
+    return StoreResult(tuple(batch.changed), tuple(refused))
+
+
+class _FlagBatch:
+    """The messages one STORE changes. A batch has few distinct flag sets, so each old set
+    maps to its new set and index text once (`_outcome`)."""
+
+    def __init__(self, renamer: files.FlagRenamer, operation: FlagOperation,
+                 flags: frozenset[str], modseq: int) -> None:
+        self.renamer, self.operation, self.flags, self.modseq = renamer, operation, flags, modseq
+        self.changed: list[MessageMeta] = []
+        self.placed: list[tuple[str, str]] = []          # (flags text, file name in cur/)
+        self._outcomes: dict[frozenset[str], tuple[frozenset[str], str] | None] = {}
+
+    def _outcome(self, old: frozenset[str]) -> tuple[frozenset[str], str] | None:
+        """(new flags, their index text) for a message with `old`; None: no change."""
+        try:
+            return self._outcomes[old]
+        except KeyError:
+            wanted = new_flags(old, self.operation, self.flags)
+            found = self._outcomes[old] = None if wanted == old else (wanted,
+                                                                      format_flags(wanted))
+            return found
+
+    def add(self, meta: MessageMeta, where: tuple[str, str]) -> None:
+        outcome = self._outcome(meta.flags)
+        if outcome is None:
+            return
+        filename = self.renamer.rename(where, outcome[0])
+        if filename is None:
+            return              # renamed or removed by another tool: the next sync tells
+        self.changed.append(MessageMeta(meta.uid, outcome[0], self.modseq,
+                                        meta.internal_date, meta.size))
+        self.placed.append((outcome[1], filename))
+
+    def rows(self, folder_id: int) -> list[tuple[str, str, int, int, int]]:
+        """The UPDATE parameters: (file name, flags text, modseq, folder, uid)."""
+        modseq = self.modseq
+        return [(filename, text, modseq, folder_id, meta.uid)
+                for meta, (text, filename) in zip(self.changed, self.placed, strict=True)]
 
 
 class Link(NamedTuple):

@@ -1,0 +1,161 @@
+"""Untagged FETCH lines built without parsing a message, for the commands clients repeat on
+big mailboxes: the resync of index items (FLAGS UID RFC822.SIZE ..., rendered once per
+message and kept), FETCH of whole messages (BODY[], BODY.PEEK[], RFC822: read and sent as
+they are), and STORE's `* n FETCH (FLAGS ...)` echo (RFC 9051 6.4.6, 7.5.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from appliance.imap import responses as r
+from appliance.imap.fetch_items import FetchAttribute, FetchKind
+from appliance.imap.fetch_response import whole_message_pieces
+from appliance.imap.formats import internal_date, render_flags
+from appliance.imap.selected import SelectedMailbox
+from appliance.storage.mailbox_api import MessageMeta
+
+if TYPE_CHECKING:
+    from appliance.imap.session import ImapSession
+
+WHOLE_BATCH = 256 * 1024    # octets of message text per yielded chunk (whole messages)
+
+
+def whole_messages(session: ImapSession, seqs: list[int],
+                   attributes: Sequence[FetchAttribute], names: list[bytes | None],
+                   uid: bool, include_modseq: bool, tag: str) -> Iterator[bytes]:
+    """FETCH of whole messages (BODY.PEEK[], a client downloading mail): each file read
+    once, its text sent as it is read (no parse, no copy per item), batches of about
+    WHOLE_BATCH octets joined once."""
+    account, view = session.account, session.selected
+    assert account is not None
+    assert view is not None
+    recent = view.recent if not session.rev2 else frozenset()
+    messages, folder = view.messages, view.name
+    expunged = False
+    pieces: list[bytes] = []
+    size = 0
+    for seq in seqs:
+        meta = messages[seq - 1]
+        try:
+            content = account.read(folder, meta.uid)
+        except KeyError:
+            expunged = True
+            continue
+        pieces += whole_message_pieces(seq, meta, attributes, names, content,
+                                       recent=meta.uid in recent, include_uid=uid,
+                                       include_modseq=include_modseq)
+        size += len(content)
+        if size >= WHOLE_BATCH:
+            yield b"".join(pieces)
+            pieces, size = [], 0
+    if pieces:
+        yield b"".join(pieces)
+    if expunged:
+        yield r.tagged_no(tag, r.EXPUNGE_ISSUED, "EXPUNGEISSUED")
+    else:
+        yield r.tagged_ok(tag, "FETCH " + r.DONE)
+
+
+def index_only(session: ImapSession, view: SelectedMailbox, seqs: list[int],
+               attributes: Sequence[FetchAttribute], uid: bool,
+               include_modseq: bool) -> Iterator[bytes]:
+    """The common resync FETCH (FLAGS UID RFC822.SIZE ...) without opening any file.
+
+    Each message's items are rendered once and kept for the item list last asked
+    (`_FRAGMENTS`, keyed by the identity of the immutable MessageMeta the store shares
+    between sessions), so the next resync -- by this client or any other on the folder --
+    only adds sequence numbers.
+    """
+    kinds = [a.kind for a in attributes]
+    if uid and FetchKind.UID not in kinds:
+        kinds.insert(0, FetchKind.UID)
+    if include_modseq and FetchKind.MODSEQ not in kinds:
+        kinds.append(FetchKind.MODSEQ)
+    if len(_SHAPES) > _SHAPES_MAX:
+        _SHAPES.clear()
+    shape = _SHAPES.setdefault(tuple(kinds), tuple(kinds))
+    recent = view.recent if not session.rev2 else frozenset()
+    messages = view.messages
+    fragments = _FRAGMENTS
+    if len(fragments) > _FRAGMENTS_MAX:
+        fragments.clear()
+    lines: list[str] = []
+    for seq in seqs:
+        meta = messages[seq - 1]
+        is_recent = meta.uid in recent
+        found = fragments.get(id(meta))
+        if (found is not None and found[0] is meta and found[1] is shape
+                and found[2] is is_recent):
+            fragment = found[3]
+        else:
+            fragment = _fragment(meta, shape, is_recent)
+            fragments[id(meta)] = (meta, shape, is_recent, fragment)
+        lines.append(f"* {seq} FETCH ({fragment})\r\n")
+        if len(lines) >= 4096:
+            yield "".join(lines).encode()
+            lines = []
+    if lines:
+        yield "".join(lines).encode()
+
+
+# One rendered fragment per MessageMeta object (the last item list asked for), keyed by its
+# identity; the entry keeps the meta alive so the id stays its own. A STORE drops the
+# entries of the metas it replaces; the cap bounds the rest (metas replaced elsewhere).
+_FRAGMENTS: dict[int, tuple[MessageMeta, tuple[FetchKind, ...], bool, str]] = {}
+_FRAGMENTS_MAX = 50_000
+_SHAPES: dict[tuple[FetchKind, ...], tuple[FetchKind, ...]] = {}     # few: compare by `is`
+_SHAPES_MAX = 256
+
+
+def forget_fragments(view: SelectedMailbox, seqs: list[int]) -> None:
+    """Drop the rendered fragments of messages whose metas a STORE is about to replace."""
+    messages, pop = view.messages, _FRAGMENTS.pop
+    for seq in seqs:
+        pop(id(messages[seq - 1]), None)
+
+
+def _fragment(meta: MessageMeta, kinds: tuple[FetchKind, ...], recent: bool) -> str:
+    items = []
+    for kind in kinds:
+        if kind is FetchKind.FLAGS:
+            items.append(f"FLAGS ({render_flags(meta.flags, recent)})")
+        elif kind is FetchKind.UID:
+            items.append(f"UID {meta.uid}")
+        elif kind is FetchKind.RFC822_SIZE:
+            items.append(f"RFC822.SIZE {meta.size}")
+        elif kind is FetchKind.MODSEQ:
+            items.append(f"MODSEQ ({meta.modseq})")
+        else:
+            items.append(f"INTERNALDATE {internal_date(meta.internal_date)}")
+    return " ".join(items)
+
+
+def flags_lines(session: ImapSession, view: SelectedMailbox, seqs: list[int],
+                modified: set[int], only: set[int] | None, uid: bool) -> bytes:
+    """STORE's `* seq FETCH (FLAGS ...)` lines for `seqs` (their UIDs, ascending, as the
+    view has them now), leaving out the UNCHANGEDSINCE refusals and, with `only`, what
+    did not change. One format per message: STORE on 1:1000 answers 1,000 lines."""
+    shape = "* %d FETCH ("
+    if uid:
+        shape += "UID %d "
+    shape += "FLAGS (%s)"
+    if session.condstore:
+        shape += " MODSEQ (%d)"
+    shape += ")\r\n"
+    recent = view.recent if not session.rev2 else frozenset()
+    messages = view.messages
+    lines: list[str] = []
+    for seq in seqs:
+        meta = messages[seq - 1]
+        number = meta.uid
+        if number in modified or (only is not None and number not in only):
+            continue
+        text = render_flags(meta.flags, number in recent)
+        if uid:
+            values: tuple[int | str, ...] = (seq, number, text)
+        else:
+            values = (seq, text)
+        lines.append(shape % ((*values, meta.modseq) if session.condstore else values))
+    return "".join(lines).encode()
