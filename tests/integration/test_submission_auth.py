@@ -3,6 +3,7 @@ only PLAIN and LOGIN, SASL-IR, enhanced codes, and passwords never in the log.""
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import socket
 import ssl
@@ -139,7 +140,9 @@ def test_an_oversized_response_is_refused_and_the_session_goes_on(mx: EngineProc
 def test_a_response_longer_than_the_read_buffer_ends_the_session(mx: EngineProcess) -> None:
     with starttls_wire(mx) as wire:
         assert wire.command("AUTH LOGIN").code == 334
-        wire.send(b"A" * 200_000 + b"\r\n")
+        # the server may answer and close while the rest is still on its way
+        with contextlib.suppress(ssl.SSLError, ConnectionError):
+            wire.send(b"A" * 200_000 + b"\r\n")
         assert str(wire.read_reply()) == replies.LINE_TOO_LONG
         assert wire.is_closed()
     with starttls_wire(mx) as wire:                      # the engine goes on
