@@ -156,13 +156,16 @@ def test_free_space_floor_gives_452(tmp_path: Path) -> None:
 
 def test_free_space_floor_counts_the_announced_size(tmp_path: Path) -> None:
     mib = 1024 * 1024
-    floor = max(_free_bytes(tmp_path) - 20 * mib, 0)      # about 20 MiB above the floor
-    with EngineProcess(tmp_path / "data", limits__min_free_space=str(floor)) as engine, \
+    # about 200 MiB above the floor, and a SIZE 800 MiB beyond: other work on the machine
+    # may free or fill some disk meanwhile without changing either answer
+    floor = max(_free_bytes(tmp_path) - 200 * mib, 0)
+    with EngineProcess(tmp_path / "data", limits__min_free_space=str(floor),
+                       limits__max_message_size=1024 * mib) as engine, \
             smtplib.SMTP("127.0.0.1", engine.smtp_port, timeout=10) as client:
         client.ehlo("client.example.org")
         assert client.mail("sender@example.org", ["SIZE=1000"])[0] == 250
         client.rset()
-        code, text = client.mail("sender@example.org", [f"SIZE={45 * mib}"])
+        code, text = client.mail("sender@example.org", [f"SIZE={1000 * mib}"])
         assert f"{code} {text.decode()}" == replies.INSUFFICIENT_STORAGE
 
 
