@@ -81,10 +81,14 @@ def _unlink_quietly(path: Path) -> None:
 
 
 def unique_name() -> str:
-    """A name unique on this host: time, microseconds, pid, a counter (Maildir style)."""
+    """A name unique on this host: time, microseconds, pid, a counter (Maildir style).
+
+    The microseconds have six digits: messages stamped in one coarse mtime tick get their
+    UIDs in name order, so names must sort as their times do (M99873 after M100231 would
+    not)."""
     now = time.time()
     pid, host = _identity()
-    return f"{int(now)}.M{int(now * 1e6) % 1_000_000}P{pid}Q{next(_counter)}.{host}"
+    return f"{int(now)}.M{int(now * 1e6) % 1_000_000:06d}P{pid}Q{next(_counter)}.{host}"
 
 
 @functools.cache

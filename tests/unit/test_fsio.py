@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import threading
 import time
@@ -71,6 +72,16 @@ def test_unique_names_differ_and_are_safe() -> None:
     names = {fsio.unique_name() for _ in range(1000)}
     assert len(names) == 1000
     assert all("/" not in n and ":" not in n for n in names)
+
+
+def test_unique_names_sort_as_their_times_do() -> None:
+    """Six-digit microseconds: UIDs of messages in one mtime tick follow name order."""
+    names = []
+    for _ in range(200):
+        names.append(fsio.unique_name())
+    assert all(re.fullmatch(r"\d+\.M\d{6}P\d+Q\d+\..+", name) for name in names)
+    stamps = [name.split("P", 1)[0] for name in names]
+    assert stamps == sorted(stamps)
 
 
 def test_unique_names_carry_the_pid_of_a_forked_child() -> None:
