@@ -7,6 +7,7 @@ all come from that table. Nothing here reads a file or the environment at import
 
 from __future__ import annotations
 
+import importlib
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -63,34 +64,25 @@ class Setting:
         return "a string" if self.optional else "a non-empty string"
 
 
-def _clamd_address(text: str) -> object:
-    from appliance.checks.clamav import parse_address  # the check owns the format
-    return parse_address(text)
+def _owned_by(owner: str) -> Callable[[str], object]:
+    """The validator of a setting whose format the check named `module:function` owns (it
+    parses the value, raising ValueError). Imported when first used: those modules import
+    this one."""
+    module, _, name = owner.partition(":")
+
+    def validate(text: str) -> object:
+        parse: Callable[[str], object] = getattr(importlib.import_module(module), name)
+        return parse(text)
+
+    return validate
 
 
-def _spam_score(text: str) -> object:
-    from appliance.checks.spam import parse_score  # the check owns the format
-    return parse_score(text)
-
-
-def _dnsbl_zones(text: str) -> object:
-    from appliance.checks.dnsbl_zones import parse_zones  # the check owns the format
-    return parse_zones(text)
-
-
-def _dnsbl_zone_names(text: str) -> object:
-    from appliance.checks.dnsbl_zones import parse_zone_names
-    return parse_zone_names(text)
-
-
-def _client_networks(text: str) -> object:
-    from appliance.checks.ratelimit_clients import parse_networks
-    return parse_networks(text)
-
-
-def _domain_list(text: str) -> object:
-    from appliance.checks.authentication import parse_sealers  # the check owns the format
-    return parse_sealers(text)
+_clamd_address = _owned_by("appliance.checks.clamav:parse_address")
+_spam_score = _owned_by("appliance.checks.spam:parse_score")
+_dnsbl_zones = _owned_by("appliance.checks.dnsbl_zones:parse_zones")
+_dnsbl_zone_names = _owned_by("appliance.checks.dnsbl_zones:parse_zone_names")
+_client_networks = _owned_by("appliance.checks.ratelimit_clients:parse_networks")
+_domain_list = _owned_by("appliance.checks.authentication:parse_sealers")
 
 
 KIB = 1024

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import dkim  # type: ignore[import-untyped]  # dkimpy ships no type hints
+
+from appliance.checks.auth_dns import DnsFunc
+from appliance.smtp.submission_policy import split_header
 
 MAX_ARC_SETS = 50              # RFC 8617 4.2.1: the instance tag i= runs from 1 to 50
 ARC_FIELDS = (b"arc-seal", b"arc-message-signature", b"arc-authentication-results")
@@ -41,8 +43,6 @@ INSTANCE = re.compile(rb"(?:^|;)\s*i\s*=\s*(\d{1,6})\s*(?:;|$)", re.IGNORECASE)
 _DKIMPY_LOG = logging.getLogger("dkimpy.mailstead-arc")
 _DKIMPY_LOG.propagate = False
 _DKIMPY_LOG.setLevel(logging.CRITICAL + 1)
-
-DnsFunc = Callable[..., bytes | None]
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def verify_chain(message: bytes, dnsfunc: DnsFunc, *, remote_ip: str = "") -> Ar
     Args:
         message: the message as received (CRLF or LF line ends).
         dnsfunc: dkimpy's TXT lookup (`name: bytes, timeout=` -> record bytes or None),
-            e.g. `checks.dns_txt.txt_lookup(...)`.
+            e.g. `checks.auth_dns.TxtLookup(...).blocking()`.
         remote_ip: the SMTP client's address for the resinfo's smtp.remote-ip
             (RFC 8617 10.1); "" leaves it out.
 
@@ -179,9 +179,8 @@ def newest_instance(headers: list[tuple[bytes, bytes]]) -> int:
 
 
 def header_block(message: bytes) -> bytes:
-    """The message up to the first empty line (all of it when there is none)."""
-    found = re.search(rb"\r?\n\r?\n", message)
-    return message if found is None else message[:found.start()]
+    """The message's header section (all of it when there is no empty line)."""
+    return split_header(message)[0]
 
 
 def _unfold(value: bytes) -> bytes:

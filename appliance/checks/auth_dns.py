@@ -1,4 +1,4 @@
-"""TXT lookups for DKIM verification and DMARC (checks/dkim_verify.py, dmarc.py).
+"""TXT lookups for DKIM, DMARC and ARC (checks/dkim_verify.py, dmarc.py, arc.py); SPF's resolver.
 
 One rule for every caller: a name with no TXT record (NXDOMAIN, NODATA) is an answer (an
 empty tuple); a timeout, SERVFAIL, REFUSED or an unusable resolver is `DnsTempError`, which
@@ -54,6 +54,28 @@ def normal_name(name: str | bytes) -> str:
     return text
 
 
+def make_sync_resolver(spec: str, timeout: float) -> dns.resolver.Resolver:
+    """A blocking resolver for `outbound.resolver` `spec` ("" = the system's) that gives up
+    after `timeout` seconds per lookup (the blocking twin of `outbound.mx.make_resolver`).
+
+    Raises:
+        ValueError: a malformed `spec`.
+    """
+    server = parse_resolver(spec)
+    if server is None:
+        try:
+            resolver = dns.resolver.Resolver()
+        except dns.resolver.NoResolverConfiguration:   # no /etc/resolv.conf: every lookup
+            resolver = dns.resolver.Resolver(configure=False)   # fails (temperror); we start
+    else:
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = [server[0]]
+        resolver.port = server[1]
+    resolver.lifetime = timeout
+    resolver.timeout = timeout
+    return resolver
+
+
 def _joined(answer: dns.resolver.Answer) -> TxtRecords:
     return tuple(b"".join(rdata.strings) for rdata in answer)
 
@@ -67,7 +89,6 @@ class TxtLookup:
         Raises:
             ValueError: a malformed `spec`.
         """
-        server = parse_resolver(spec)          # a bad spec is a settings error, raised now
         self.spec = spec
         self.timeout = timeout
         self._resolver: dns.asyncresolver.Resolver | None = None
@@ -76,14 +97,11 @@ class TxtLookup:
         self._cache: OrderedDict[str, tuple[float, TxtRecords]] = OrderedDict()
         self._pending: dict[str, asyncio.Future[TxtRecords]] = {}
         try:
-            self._resolver = make_resolver(spec, timeout)
-            self._sync = dns.resolver.Resolver(configure=server is None)
+            self._resolver = make_resolver(spec, timeout)   # a bad spec raises ValueError
         except dns.resolver.NoResolverConfiguration as exc:   # no /etc/resolv.conf
             self._unusable = f"no resolver: {exc}"
             return
-        if server is not None:
-            self._sync.nameservers = [server[0]]
-            self._sync.port = server[1]
+        self._sync = make_sync_resolver(spec, timeout)
         self._sync.timeout = min(timeout, 5.0)
 
     async def txt(self, name: str) -> TxtRecords:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from appliance.smtp.submission_policy import split_header
+
 FIELD = b"authentication-results"
 SPAM_FIELDS = frozenset({b"x-spam-score", b"x-spam-status", b"x-spam-report", b"x-spam-flag"})
 _COMMENT = re.compile(rb"\((?:[^()\\]|\\.)*\)")
@@ -44,7 +46,7 @@ def remove_forged(message: bytes, authserv_id: str) -> tuple[bytes, int]:
     """`message` without the `Authentication-Results` fields that claim `authserv_id` and
     without `SPAM_FIELDS`, and how many fields were removed. Only the header block is looked
     at; the body is left as it is."""
-    end = _header_end(message)
+    end = len(split_header(message)[0])
     header = message[:end]
     lowered = header.lower()
     if FIELD not in lowered and b"x-spam-" not in lowered:
@@ -62,17 +64,6 @@ def remove_forged(message: bytes, authserv_id: str) -> tuple[bytes, int]:
     if not removed:
         return message, 0
     return b"".join(kept) + message[end:], removed
-
-
-def _header_end(message: bytes) -> int:
-    """The offset just past the header block (the empty line stays with the body)."""
-    if message.startswith((b"\r\n", b"\n")):
-        return 0
-    for separator in (b"\r\n\r\n", b"\n\n"):
-        at = message.find(separator)
-        if at >= 0:
-            return at + len(separator) // 2
-    return len(message)
 
 
 def _fields(header: bytes) -> list[bytes]:

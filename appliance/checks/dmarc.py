@@ -39,6 +39,8 @@ from functools import cache
 import idna
 from publicsuffixlist import PublicSuffixList
 
+from appliance.smtp.submission_policy import split_header
+
 POLICIES = ("none", "quarantine", "reject")
 RESULT_ORDER = ("pass", "none", "permerror", "temperror", "fail")   # worst last
 MAX_RECORD = 4096               # longer TXT answers are not a sane DMARC record
@@ -157,7 +159,7 @@ def header_fields(message: bytes, name: bytes) -> list[str]:
     MAX_FROM_FIELDS; only the header block is read."""
     values: list[str] = []
     current: list[bytes] | None = None
-    for line in _header_block(message).splitlines():
+    for line in split_header(message)[0].splitlines():
         if not line:
             break
         if line[:1] in (b" ", b"\t"):
@@ -174,11 +176,6 @@ def header_fields(message: bytes, name: bytes) -> list[str]:
         values.append(b" ".join(current).decode("utf-8", "replace"))
     return values
 
-
-def _header_block(message: bytes) -> bytes:
-    """The bytes before the first empty line (not splitting a large body into lines)."""
-    ends = [at for at in (message.find(b"\r\n\r\n"), message.find(b"\n\n")) if at >= 0]
-    return message[:min(ends) + 1] if ends else message
 
 
 def domain_of(address: str) -> str:

@@ -54,9 +54,7 @@ class DnsblResolver:
             return Lookup(error="no resolver configured")
         try:
             answers, ttl = await asyncio.wait_for(self._query(name), self._timeout)
-        except TimeoutError:
-            return Lookup(error="timeout")
-        except dns.exception.Timeout:
+        except (TimeoutError, dns.exception.Timeout):
             return Lookup(error="timeout")
         except dns.exception.DNSException as exc:
             return Lookup(error=type(exc).__name__)

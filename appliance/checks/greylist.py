@@ -17,7 +17,6 @@ import ipaddress
 import sqlite3
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from appliance.checks.context import MessageContext
 from appliance.checks.greylist_store import GreylistStore, Outcome, Timing, Triplet
@@ -70,11 +69,11 @@ class GreylistCheck:
         self._next_prune = 0.0
 
     @classmethod
-    def from_settings(cls, settings: Settings, data_dir: Path | None = None) -> GreylistCheck:
+    def from_settings(cls, settings: Settings) -> GreylistCheck:
         timing = Timing(delay=settings.get_int("greylist.delay"),
                         expire=settings.get_int("greylist.expire"),
                         allow_for=settings.get_int("greylist.allow_days") * DAY)
-        return cls(GreylistStore.in_directory(data_dir or settings.data_dir), timing)
+        return cls(GreylistStore.in_directory(settings.data_dir), timing)
 
     async def check(self, message: bytes, context: MessageContext) -> CheckResult:
         items = triplets(context)

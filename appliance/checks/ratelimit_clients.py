@@ -13,10 +13,13 @@ import ipaddress
 import time
 from collections.abc import Callable
 
+from appliance.auth.throttle import client_key
 from appliance.core import log
 from appliance.core.ratelimit import SlidingWindowLimiter
 from appliance.settings import Settings
 from appliance.smtp import replies
+
+__all__ = ["ClientRateLimits", "client_key", "parse_networks"]
 
 WINDOW = 60.0        # seconds: the limits are per minute
 
@@ -31,19 +34,6 @@ def parse_networks(text: str) -> tuple[Network, ...]:
     """
     return tuple(ipaddress.ip_network(item.strip(), strict=False)
                  for item in text.split(",") if item.strip())
-
-
-def client_key(ip: str) -> str:
-    """What the limits count by: the IPv4 address, or the /64 of an IPv6 address."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
 
 
 class ClientRateLimits:

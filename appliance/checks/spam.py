@@ -130,9 +130,7 @@ class SpamCheck:
         policy = SpamPolicy(parse_score(settings.get_str("spam.junk_threshold")),
                             parse_score(settings.get_str("spam.reject_threshold")),
                             settings.get_int("spam.min_spam"), settings.get_int("spam.min_ham"))
-        limits = TokenLimits(max_text=settings.get_int("spam.max_text"),
-                             max_tokens=settings.get_int("spam.max_tokens"))
-        return cls(db_path(settings.data_dir), policy, limits)
+        return cls(db_path(settings.data_dir), policy, TokenLimits.from_settings(settings))
 
     async def check(self, message: bytes, context: MessageContext) -> CheckResult:
         loop = asyncio.get_running_loop()

@@ -30,8 +30,8 @@ import dns.name
 import dns.resolver
 import spf  # type: ignore[import-untyped]  # pyspf ships no type information
 
+from appliance.checks.auth_dns import make_sync_resolver
 from appliance.core import log
-from appliance.outbound.mx import parse_resolver
 from appliance.settings import Settings
 
 RESULTS = ("pass", "fail", "softfail", "neutral", "none", "temperror", "permerror")
@@ -100,28 +100,6 @@ def clean_explanation(text: str) -> str:
 
 # -- DNS: pyspf's lookup function, pointed at our resolver ---------------------------------
 
-def make_sync_resolver(spec: str, timeout: float) -> dns.resolver.Resolver:
-    """A blocking resolver for `outbound.resolver` `spec` ("" = the system's) that gives up
-    after `timeout` seconds per lookup.
-
-    Raises:
-        ValueError: a malformed `spec`.
-    """
-    server = parse_resolver(spec)
-    if server is None:
-        try:
-            resolver = dns.resolver.Resolver()
-        except dns.resolver.NoResolverConfiguration:   # no /etc/resolv.conf: every lookup
-            resolver = dns.resolver.Resolver(configure=False)   # fails (temperror); we start
-    else:
-        resolver = dns.resolver.Resolver(configure=False)
-        resolver.nameservers = [server[0]]
-        resolver.port = server[1]
-    resolver.lifetime = timeout
-    resolver.timeout = timeout
-    return resolver
-
-
 class _Pending:
     """One lookup under way that other threads wait for."""
 
@@ -181,15 +159,6 @@ class SharedLookup:
             self._cache.move_to_end(key)
             while len(self._cache) > self._max_names:
                 self._cache.popitem(last=False)
-
-
-def resolver_lookup(resolver: dns.resolver.Resolver) -> Lookup:
-    """A `Lookup` asking `resolver` (uncached: see `SharedLookup` for the MX's)."""
-
-    def lookup(name: str, qtype: str, timeout: float) -> DnsAnswer:
-        return resolve_once(resolver, name, qtype, timeout)[0]
-
-    return lookup
 
 
 def resolve_once(resolver: dns.resolver.Resolver, name: str, qtype: str,

@@ -55,8 +55,7 @@ def _train(current: Settings, tokens: TokenStore, args: argparse.Namespace) -> i
             account = directory.get_account(args.account).address
         finally:
             conn.close()
-    limits = TokenLimits(max_text=current.get_int("spam.max_text"),
-                         max_tokens=current.get_int("spam.max_tokens"))
+    limits = TokenLimits.from_settings(current)
     learner = Learner(tokens, limits)
     for is_spam, folders in ((True, args.spam), (False, args.ham)):
         outcomes: Counter[Learned] = Counter()

@@ -18,11 +18,13 @@ from pathlib import Path
 
 import dkim  # type: ignore[import-untyped]  # dkimpy ships no type hints
 
+from appliance.checks.dmarc import header_fields
 from appliance.core import log
 from appliance.core.addresses import AddressError, normalise_domain
 from appliance.dkim import keys
 from appliance.dkim.arc_seal import ArcSealer
 from appliance.dkim.keys import SigningKey
+from appliance.smtp.submission_policy import split_header
 
 # RFC 6376 5.4.1's recommended set; From is signed once more than it occurs
 # ("oversigning", RFC 6376 8.15) so that no second From can be added after signing.
@@ -34,42 +36,18 @@ MAX_HEADER_SCAN = 256 * 1024    # a header block larger than this is not searche
 def header_names(content: bytes) -> list[str]:
     """The lower-cased field names of the header block, in order (continuations skipped)."""
     names: list[str] = []
-    for line in _header_block(content).split(b"\n"):
+    for line in split_header(content[:MAX_HEADER_SCAN])[0].split(b"\n"):
         if not line or line[:1] in (b" ", b"\t") or b":" not in line:
             continue
         names.append(line.split(b":", 1)[0].strip().decode("ascii", "replace").lower())
     return names
 
 
-def _header_block(content: bytes) -> bytes:
-    head = content[:MAX_HEADER_SCAN]
-    end = head.find(b"\r\n\r\n")
-    if end < 0:
-        end = head.find(b"\n\n")
-    return head if end < 0 else head[:end]
-
-
 def from_domain(content: bytes) -> str | None:
     """The domain of the single From address (RFC 5322 3.6.2), or None if there is not
     exactly one From field with exactly one parseable address."""
-    values = from_fields(content)
+    values = header_fields(content[:MAX_HEADER_SCAN], b"from")   # the same parse as DMARC's
     return _address_domain(values[0]) if len(values) == 1 else None
-
-
-def from_fields(content: bytes) -> list[str]:
-    """The unfolded values of every From field in the header block."""
-    values: list[str] = []
-    inside = False
-    for line in _header_block(content).replace(b"\r\n", b"\n").split(b"\n"):
-        text = line.decode("utf-8", "replace")
-        if inside and text[:1] in (" ", "\t"):
-            values[-1] += " " + text.strip()
-            continue
-        name, sep, value = text.partition(":")
-        inside = bool(sep) and name.strip().lower() == "from"
-        if inside:
-            values.append(value.strip())
-    return values
 
 
 def _address_domain(value: str) -> str | None:

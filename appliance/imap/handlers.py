@@ -53,10 +53,10 @@ def dispatch_command(session: ImapSession, command: ImapCommand) -> Iterator[byt
     if handler is None:
         yield r.tagged_bad(command.tag, "Command not supported")
         return
-    tagged = b""
+    tagged, prefix = b"", command.tag.encode() + b" "
     try:
         for chunk in handler(session, command):
-            if chunk.startswith(command.tag.encode() + b" "):
+            if chunk.startswith(prefix):
                 tagged = chunk          # hold the tagged reply until the updates are out
             else:
                 yield chunk

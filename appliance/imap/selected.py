@@ -15,6 +15,7 @@ are reported at the next command that allows it; new messages are still announce
 from __future__ import annotations
 
 import bisect
+import threading
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
@@ -248,6 +249,7 @@ _SHARED: dict[int, _Shared] = {}
 # Each entry keeps a folder state's tuple (and its MessageMeta objects) alive: only the few
 # states that sessions are on right now are worth sharing; a miss costs one pass to rebuild.
 _SHARED_MAX = 16
+_SHARED_LOCK = threading.Lock()
 
 
 def _shared(messages: tuple[MessageMeta, ...], known: Sequence[int] | None = None) -> _Shared:
@@ -255,10 +257,11 @@ def _shared(messages: tuple[MessageMeta, ...], known: Sequence[int] | None = Non
     UIDs, when the caller has them."""
     found = _SHARED.get(id(messages))
     if found is None or found.messages is not messages:
-        if len(_SHARED) >= _SHARED_MAX:
-            _SHARED.pop(next(iter(_SHARED), 0), None)
         uids = tuple(known) if known is not None else tuple(m.uid for m in messages)
-        found = _SHARED[id(messages)] = _Shared(messages, uids)
+        with _SHARED_LOCK:      # sessions refresh in many worker threads: evict under a lock
+            if len(_SHARED) >= _SHARED_MAX:
+                _SHARED.pop(next(iter(_SHARED), 0), None)
+            found = _SHARED[id(messages)] = _Shared(messages, uids)
     return found
 
 

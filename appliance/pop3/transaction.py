@@ -44,10 +44,7 @@ def retr(data: SessionData, command: Command) -> Step:
     params = command.params
     if len(params) != 1:
         return bad(replies.SYNTAX_ERROR)
-    found = _message(data, params[0])
-    if isinstance(found, Step):
-        return found
-    return Step(action=ReadMessage(_maildrop(data).uid(found)), then=_ReadFollowUp(None))
+    return _read(data, params[0], None)
 
 
 def top(data: SessionData, command: Command) -> Step:
@@ -56,10 +53,7 @@ def top(data: SessionData, command: Command) -> Step:
     lines = wire.parse_number(params[1]) if len(params) == 2 else None
     if lines is None:
         return bad(replies.SYNTAX_ERROR)
-    found = _message(data, params[0])
-    if isinstance(found, Step):
-        return found
-    return Step(action=ReadMessage(_maildrop(data).uid(found)), then=_ReadFollowUp(lines))
+    return _read(data, params[0], lines)
 
 
 def dele(data: SessionData, command: Command) -> Step:
@@ -145,6 +139,14 @@ def _message(data: SessionData, text: str) -> int | Step:
     if not drop.exists(number) or number in drop.deleted:
         return reply(replies.NO_SUCH_MESSAGE)
     return number
+
+
+def _read(data: SessionData, text: str, body_lines: int | None) -> Step:
+    """RETR and TOP: ask for the message named by `text` (or refuse)."""
+    found = _message(data, text)
+    if isinstance(found, Step):
+        return found
+    return Step(action=ReadMessage(_maildrop(data).uid(found)), then=_ReadFollowUp(body_lines))
 
 
 def _listing(data: SessionData, command: Command, one: str, header: str,

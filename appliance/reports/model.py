@@ -20,7 +20,7 @@ class Limits:
     max_uncompressed: int = 20 * 1024 * 1024   # bytes after gunzip/unzip, and of raw XML/JSON
     max_zip_members: int = 8                   # entries in a .zip (reports carry one)
     max_parts: int = 64                        # MIME parts looked at in one message
-    max_depth: int = 16                        # XML element / JSON nesting
+    max_depth: int = 16                        # XML elements (JSON: the recursion limit)
     max_rows: int = 100_000                    # DMARC records, TLS-RPT failure details
     max_text: int = 1024                       # characters in one text field
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from appliance.reports.model import DmarcReport, Report, TlsReport
+from appliance.storage.db import immediate_transaction
 
 SUMMARY_COLUMNS = ("id, kind, org_name, report_id, contact, domain, date_begin, date_end, "
                    "received_at, source, messages, failed")
@@ -62,22 +63,14 @@ class ReportStore:
         Returns:
             (row id, True) for a new report; (the stored copy's id, False) for a repeat.
         """
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                row_id = self._insert(report, source, now)
-                if row_id is None:
-                    self._conn.execute("ROLLBACK")
-                    return self._existing(report), False
-                if isinstance(report, DmarcReport):
-                    self._insert_records(row_id, report)
-                else:
-                    self._insert_policies(row_id, report)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
+        with self._lock, immediate_transaction(self._conn):
+            row_id = self._insert(report, source, now)
+            if row_id is None:           # INSERT OR IGNORE wrote nothing: commit is a no-op
+                return self._existing(report), False
+            if isinstance(report, DmarcReport):
+                self._insert_records(row_id, report)
+            else:
+                self._insert_policies(row_id, report)
         return row_id, True
 
     def _insert(self, report: Report, source: str, now: int) -> int | None:

@@ -119,17 +119,18 @@ class MxHandler:
         trace = self._trace(session, envelope, queue_id).replace(b"\n", b"\r\n")
         message = trace + decision.header_bytes(self._hostname) + content
         dsn = envelope_dsn(envelope)
+        junk = decision.verdict == Verdict.JUNK
         try:
             await self._deliverer.accept(
                 message, envelope.mail_from or "", recipients, queue_id=queue_id,
                 envid=dsn.mail.envid, ret=dsn.mail.ret, smtputf8=envelope.smtp_utf8,
                 body_8bit="BODY=8BITMIME" in envelope.mail_options,
-                folder="Junk" if decision.verdict == Verdict.JUNK else "")
+                folder="Junk" if junk else "")
         except MailError as exc:
             log.error("smtp.delivery_failed", queue_id=queue_id, reason=exc.reason)
             return exc.reply
         log.event("smtp.accepted", queue_id=queue_id, client=client_ip(session),
-                  folder="Junk" if decision.verdict == Verdict.JUNK else "INBOX",
+                  folder="Junk" if junk else "INBOX",
                   sender=envelope.mail_from, recipients=envelope.rcpt_tos, size=len(message))
         return replies.QUEUED.format(queue_id=queue_id)
 

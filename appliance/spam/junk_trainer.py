@@ -115,8 +115,7 @@ def start_junk_trainer(settings: Settings, stores: MaildirStores) -> Callable[[]
     except (OSError, sqlite3.Error) as exc:     # a broken spam database must not stop mail
         log.error("spam.trainer_unavailable", exc)
         return lambda: None
-    limits = TokenLimits(max_text=settings.get_int("spam.max_text"),
-                         max_tokens=settings.get_int("spam.max_tokens"))
+    limits = TokenLimits.from_settings(settings)
     trainer = JunkTrainer(stores, Learner(tokens, limits), settings.get_int("spam.train_queue"))
     trainer.start()
     stores.add_junk_listener(trainer.listener)

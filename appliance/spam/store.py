@@ -63,7 +63,6 @@ class TokenStore:
             raise
 
     def _set_up(self) -> None:
-        self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = NORMAL")   # counts, not mail: a lost
         with self.writing() as conn:                        # last commit costs little

@@ -12,6 +12,10 @@ from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from appliance.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,12 @@ class TokenLimits:
     max_text: int = 64 * 1024
     max_tokens: int = 2000
     max_headers: int = 100
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TokenLimits:
+        """`spam.max_text` and `spam.max_tokens`; the other limits keep their defaults."""
+        return cls(max_text=settings.get_int("spam.max_text"),
+                   max_tokens=settings.get_int("spam.max_tokens"))
 
 
 DEFAULT_LIMITS = TokenLimits()

@@ -22,10 +22,12 @@ class Learned(enum.Enum):
     ALREADY = "already"          # it had been learned as this class: nothing to do
 
 
-def message_digest(message: bytes) -> str:
-    """The key that recognises a message learned before (line ends do not matter: the
-    store hands out CRLF, corpus files often have LF)."""
-    return hashlib.sha256(message.replace(b"\r\n", b"\n")).hexdigest()
+def message_digest(message: bytes, limit: int) -> str:
+    """The key that recognises a message learned before: its first `limit` octets (what
+    the tokenizer reads) with LF line ends, so line ends do not matter (the store hands out
+    CRLF, corpus files often have LF) and neither does how much of a big message the
+    caller read (the Junk trainer reads it whole, `read_message` only its start)."""
+    return hashlib.sha256(message.replace(b"\r\n", b"\n")[:limit]).hexdigest()
 
 
 class Learner:
@@ -40,7 +42,7 @@ class Learner:
         global one). A message learned before as the other class is unlearned from it
         first, so moving a message into Junk and out again leaves it counted once, as ham.
         """
-        digest = message_digest(message)
+        digest = message_digest(message, self.limits.max_parse)
         found = tokenize(message, self.limits)
         with self.tokens.writing() as conn:
             before = store.seen_as(conn, account, digest)
@@ -54,7 +56,7 @@ class Learner:
 
     def forget(self, account: str, message: bytes) -> bool:
         """Unlearn `message` from `account`'s model; False when it was never learned."""
-        digest = message_digest(message)
+        digest = message_digest(message, self.limits.max_parse)
         found = tokenize(message, self.limits)
         with self.tokens.writing() as conn:
             before = store.seen_as(conn, account, digest)
@@ -87,6 +89,7 @@ def corpus_files(directory: Path) -> Iterator[Path]:
 
 
 def read_message(path: Path, limit: int) -> bytes:
-    """The first `limit` octets of a message file (the tokenizer reads no more)."""
+    """Enough of a message file for `limit` octets with LF line ends (twice as many: CRLF
+    ends halve), which is all the tokenizer and `message_digest` look at."""
     with path.open("rb") as handle:
-        return handle.read(limit)
+        return handle.read(2 * limit)

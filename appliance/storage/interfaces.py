@@ -68,11 +68,6 @@ class MailStore(Protocol):
         `folder`: "" for the INBOX, else the folder (e.g. "Junk", made when missing)."""
         ...
 
-    def usage_for_delivery(self, mailbox: Mailbox) -> int:
-        """Octets the mailbox holds now (for its quota), cheap enough to ask at every RCPT
-        and delivery; mail delivered but not yet seen by IMAP/POP3 counts too."""
-        ...
-
     def totals_for_delivery(self, mailbox: Mailbox) -> tuple[int, int]:
         """(octets, messages) the mailbox holds, for its storage and message quotas."""
         ...

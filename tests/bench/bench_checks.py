@@ -120,6 +120,12 @@ def percentile(values: Sequence[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+def message_context(queue_id: str) -> MessageContext:
+    """The envelope of the benchmark message, as the MX would build it."""
+    return MessageContext(queue_id=queue_id, client_ip=CLIENT_IP, helo=HOSTNAME,
+                          mail_from=SENDER, recipients=(RECIPIENT,), mailboxes=(RECIPIENT,))
+
+
 async def time_pipeline(checks: Sequence[MessageCheck], message: bytes,
                         rounds: int) -> dict[str, list[float]]:
     """Milliseconds per check and in all, per message."""
@@ -128,9 +134,7 @@ async def time_pipeline(checks: Sequence[MessageCheck], message: bytes,
     verdicts: dict[str, set[str]] = {check.name: set() for check in checks}
     results: list[str] = []
     for n in range(rounds):
-        context = MessageContext(queue_id=f"B{n}", client_ip=CLIENT_IP, helo=HOSTNAME,
-                                 mail_from=SENDER, recipients=(RECIPIENT,),
-                                 mailboxes=(RECIPIENT,))
+        context = message_context(f"B{n}")
         started = time.perf_counter()
         for check in checks:
             before = time.perf_counter()
@@ -174,9 +178,7 @@ async def time_pipeline_tolerant(checks: Sequence[MessageCheck], message: bytes)
     """Run the pipeline until it accepts (greylisting holds the first attempt)."""
     seen = []
     for attempt in range(5):
-        context = MessageContext(queue_id=f"W{attempt}", client_ip=CLIENT_IP, helo=HOSTNAME,
-                                 mail_from=SENDER, recipients=(RECIPIENT,),
-                                 mailboxes=(RECIPIENT,))
+        context = message_context(f"W{attempt}")
         worst = Verdict.ACCEPT
         for check in checks:
             result = await check.check(message, context)

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from appliance.checks.arc import DnsFunc, structure_problem, verify_chain
+from appliance.checks.arc import structure_problem, verify_chain
+from appliance.checks.auth_dns import DnsFunc
 from appliance.checks.auth_results import results_header
 from appliance.dkim import keys
 from appliance.dkim.arc_seal import newest_seal, trace_recipient_domain

@@ -11,7 +11,7 @@ import dkim  # type: ignore[import-untyped]  # dkimpy ships no type hints
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from appliance.checks.arc import DnsFunc
+from appliance.checks.auth_dns import DnsFunc
 
 SIGNED = [b"from", b"to", b"subject", b"date", b"message-id"]
 

@@ -2,7 +2,8 @@
 transcript and fuzz tests of `ImapSession` against the real store.
 
 A LOGIN with `PASSWORD` is accepted as the login guard would accept it; anything else is
-refused. AUTHENTICATE, STARTTLS and IDLE are the server's business and are not driven here.
+refused (unless `any_password`: every LOGIN is accepted as `ADDRESS`). AUTHENTICATE,
+STARTTLS and IDLE are the server's business and are not driven here.
 """
 
 from __future__ import annotations
@@ -28,10 +29,14 @@ CONTINUE_LITERAL = b"+ Ready for literal\r\n"
 class CoreWire:
     """The session driven as the server drives it, its output kept as lines."""
 
-    def __init__(self, stores: MaildirStores) -> None:
-        self.session = ImapSession(stores, ImapConfig("mx.mailstead.test", 50 * 1024 * 1024),
-                                   secure=True, client_ip="127.0.0.1")
+    def __init__(self, stores: MaildirStores, *, secure: bool = True,
+                 config: ImapConfig | None = None, client_ip: str = "127.0.0.1",
+                 any_password: bool = False) -> None:
+        self.session = ImapSession(
+            stores, config or ImapConfig("mx.mailstead.test", 50 * 1024 * 1024),
+            secure=secure, client_ip=client_ip)
         self.receiver = Receiver()
+        self.any_password = any_password        # accept every LOGIN as ADDRESS
         self.output = bytearray(self.session.greeting())
 
     def send(self, data: bytes) -> None:
@@ -50,7 +55,7 @@ class CoreWire:
             for chunk in self.session.run(plan.command):
                 self.output += chunk
         elif isinstance(plan, plans.Login):
-            if plan.username == ADDRESS and plan.password == PASSWORD:
+            if self.any_password or (plan.username == ADDRESS and plan.password == PASSWORD):
                 self.output += self.session.logged_in(plan.tag, ADDRESS)
             else:
                 self.output += self.session.login_failed(plan.tag,

@@ -23,7 +23,7 @@ import dkim  # type: ignore[import-untyped]  # dkimpy ships no type hints
 import pytest
 
 from appliance.checks.arc import verify_chain
-from appliance.checks.dns_txt import txt_lookup
+from appliance.checks.auth_dns import TxtLookup
 from harness.arc_chain import Signer, list_rewrite, plain_message, zone_lines
 from harness.e2e import queue_empty, wait_until
 from harness.engine import EngineProcess
@@ -174,7 +174,7 @@ def test_forwarded_list_mail_is_sealed_and_validates(
     stored = forward(world, engine, f"bounces@{TRUSTED}", message)
     assert seals(stored) == [("2", "pass", "alias.test"), ("1", "none", TRUSTED)]
     assert b"ARC-Authentication-Results: i=2; mx.mailstead.test;" in stored
-    lookup = txt_lookup(world.dns.resolver_spec, 3)
+    lookup = TxtLookup(world.dns.resolver_spec, 3).blocking()
     assert dkim.verify(stored, dnsfunc=lookup) is False        # the list broke DKIM
     cv, _, why = dkim.arc_verify(stored, dnsfunc=lookup)
     assert cv == dkim.CV_Pass, why
@@ -190,7 +190,7 @@ def test_first_hop_seal_validates(world: MailWorld, engine: EngineProcess,
             b"origin.example", b"plain.example"))
     stored = forward(world, engine, "carol@plain.example", signed)
     assert seals(stored) == [("1", "none", "alias.test")]
-    lookup = txt_lookup(world.dns.resolver_spec, 3)
+    lookup = TxtLookup(world.dns.resolver_spec, 3).blocking()
     assert dkim.verify(stored, dnsfunc=lookup) is True         # nothing broke DKIM
     assert dkim.arc_verify(stored, dnsfunc=lookup)[0] == dkim.CV_Pass
     assert verify_chain(stored, lookup).sealers == ("alias.test",)
@@ -207,7 +207,7 @@ def test_broken_chain_is_forwarded_sealed_as_failed(
     assert seals(stored) == [("2", "fail", "alias.test"), ("1", "none", TRUSTED)]
     assert re.search(rb"^Authentication-Results: mx\.mailstead\.test;.*?arc=fail",
                      stored, re.M | re.S)
-    lookup = txt_lookup(world.dns.resolver_spec, 3)
+    lookup = TxtLookup(world.dns.resolver_spec, 3).blocking()
     assert verify_chain(stored, lookup).cv == "fail"
     assert dkim.arc_verify(stored, dnsfunc=lookup)[0] != dkim.CV_Pass
 

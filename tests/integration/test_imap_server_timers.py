@@ -50,7 +50,9 @@ def test_autologout_during_idle(imap: InProcessImap) -> None:
         wire.command("S", "SELECT INBOX")
         wire.send_line("I IDLE")
         assert wire.read_line() == b"+ idling"
+        started = time.monotonic()
         assert _bye(wire, 5) == BYE_AUTOLOGOUT.rstrip(b"\r\n")
+        assert AUTOLOGOUT - 0.5 <= time.monotonic() - started < AUTOLOGOUT + 2
         assert wire.is_closed()
 
 

@@ -15,11 +15,11 @@ import pytest
 from appliance.checks.arc import (
     MAX_ARC_SETS,
     ArcOutcome,
-    DnsFunc,
     resinfo,
     structure_problem,
     verify_chain,
 )
+from appliance.checks.auth_dns import DnsFunc
 from harness.arc_chain import (
     Signer,
     dict_dns,

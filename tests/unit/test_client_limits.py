@@ -32,6 +32,7 @@ def test_client_keys() -> None:
     assert client_key("2001:db8:0:1:aaaa::1") == "2001:db8:0:1::/64"
     assert client_key("::ffff:192.0.2.1") == "192.0.2.1"
     assert client_key("garbage") == "garbage"
+    assert client_key("fe80::1%eth0") == "fe80::/64"          # a link-local peer's zone
 
 
 def test_networks_parse() -> None:

@@ -74,6 +74,25 @@ def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "half" not in tables(conn)
 
 
+def test_immediate_transaction_commits_or_rolls_back(tmp_path: Path) -> None:
+    conn = db.open_database(tmp_path)
+    conn.execute("CREATE TABLE t (x INTEGER)")
+    with db.immediate_transaction(conn):
+        assert conn.in_transaction
+        conn.execute("INSERT INTO t VALUES (1)")
+    assert not conn.in_transaction
+
+    def insert_then_fail() -> None:
+        with db.immediate_transaction(conn):
+            conn.execute("INSERT INTO t VALUES (2)")
+            raise sqlite3.IntegrityError("abort")
+    with pytest.raises(sqlite3.IntegrityError, match="abort"):
+        insert_then_fail()
+    assert not conn.in_transaction
+    other = db.open_database(tmp_path)             # committed rows are seen elsewhere
+    assert [r[0] for r in other.execute("SELECT x FROM t")] == [1]
+
+
 def test_newer_database_is_refused(tmp_path: Path) -> None:
     conn = db.open_database(tmp_path)
     newest = db.migrations()[-1][0]

@@ -22,7 +22,7 @@ from appliance.storage.interfaces import Mailbox, RecipientStatus, Resolution
 from appliance.storage.mailbox_api import INBOX
 from appliance.storage.maildir.account import MaildirAccount
 from appliance.storage.maildir.store import MaildirStore
-from appliance.storage.maildir.usage import delivery_usage
+from appliance.storage.maildir.usage import delivery_totals
 
 HASH = "$argon2id$v=19$m=8192,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
 MESSAGE = b"Subject: hi\r\n\r\n" + b"z" * 180 + b"\r\n"          # 197 octets
@@ -45,18 +45,18 @@ def test_quota_reply(used: int, quota: int, size: int, expected: str | None) -> 
 def test_usage_counts_new_mail_and_the_index(tmp_path: Path) -> None:
     store = MaildirStore(tmp_path)
     root = store.maildir(FULL)
-    assert store.usage_for_delivery(FULL) == 0                 # no Maildir yet
+    assert store.totals_for_delivery(FULL)[0] == 0                 # no Maildir yet
     store.deliver(MESSAGE.replace(b"\r\n", b"\n"), [FULL])
     store.deliver(MESSAGE.replace(b"\r\n", b"\n"), [FULL])
-    assert store.usage_for_delivery(FULL) == 2 * len(MESSAGE)  # W= in the names
+    assert store.totals_for_delivery(FULL)[0] == 2 * len(MESSAGE)  # W= in the names
     (root / "new" / "1.by-hand.host").write_bytes(b"Subject: x\n\ny\n")   # no sizes: its
-    assert delivery_usage(root) == 2 * len(MESSAGE) + 14       # file size (LF) until indexed
+    assert delivery_totals(root)[0] == 2 * len(MESSAGE) + 14       # file size (LF) until indexed
     account = MaildirAccount(FULL.address, root)                # sync: new/ -> cur/ + index
     assert len(account.sync(INBOX).messages) == 3
     assert list((root / "new").iterdir()) == []
-    assert delivery_usage(root) == 2 * len(MESSAGE) + 17 == account.usage_for_delivery()[0]
+    assert delivery_totals(root)[0] == 2 * len(MESSAGE) + 17 == account.usage_for_delivery()[0]
     store.deliver(MESSAGE.replace(b"\r\n", b"\n"), [FULL])
-    assert delivery_usage(root) == 3 * len(MESSAGE) + 17       # index + the new one
+    assert delivery_totals(root)[0] == 3 * len(MESSAGE) + 17       # index + the new one
     account.close()
 
 

@@ -131,4 +131,8 @@ def test_header_helpers() -> None:
         "xn--bcher-kva.example")
     assert from_domain(b"Subject: no from\r\n\r\nFrom: body@example.test\r\n") is None
     assert from_domain(b"From: not an address\r\n\r\n") is None
+    # two From fields, or two addresses in one: no single author to sign for
+    assert from_domain(b"From: a@ours.example\r\nFrom: b@ours.example\r\n\r\n") is None
+    assert from_domain(b"From: a@ours.example, b@ours.example\r\n\r\n") is None
+    assert from_domain(b"From: a@ours.example\n\nFrom: b@ours.example\n") == "ours.example"
     assert header_names(b"A: 1\r\n b\r\nC: 2\n\nD: 3\n") == ["a", "c"]

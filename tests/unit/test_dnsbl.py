@@ -223,6 +223,10 @@ def test_answers_are_cached_for_their_ttl(knot: KnotDns, tmp_path: Path) -> None
     expired = asyncio.run(cache.lookup(f"1.0.0.127.{IP_ZONE}"))
     assert expired.error
     assert not expired.cached
+    # NXDOMAIN is kept for the SOA's TTL and MINIMUM (30 s, RFC 2308 5), not NEGATIVE_TTL
+    gone = asyncio.run(cache.lookup(f"9.0.0.127.{IP_ZONE}"))
+    assert gone.error
+    assert not gone.cached
 
 
 def test_cache_is_bounded(knot: KnotDns) -> None:

@@ -74,7 +74,7 @@ def test_unique_names_differ_and_are_safe() -> None:
     assert all("/" not in n and ":" not in n for n in names)
 
 
-def test_unique_names_sort_as_their_times_do() -> None:
+def test_unique_names_sort_as_their_times_do(monkeypatch: pytest.MonkeyPatch) -> None:
     """Six-digit microseconds: UIDs of messages in one mtime tick follow name order."""
     names = []
     for _ in range(200):
@@ -82,6 +82,13 @@ def test_unique_names_sort_as_their_times_do() -> None:
     assert all(re.fullmatch(r"\d+\.M\d{6}P\d+Q\d+\..+", name) for name in names)
     stamps = [name.split("P", 1)[0] for name in names]
     assert stamps == sorted(stamps)
+    # Across M99999 -> M100000 (the real calls above rarely land on a short value).
+    ticks = iter([1_700_000_000.0999, 1_700_000_000.1001])
+    monkeypatch.setattr(time, "time", lambda: next(ticks))
+    early, late = fsio.unique_name(), fsio.unique_name()
+    assert ".M09" in early
+    assert ".M10" in late
+    assert early.split("P", 1)[0] < late.split("P", 1)[0]
 
 
 def test_unique_names_carry_the_pid_of_a_forked_child() -> None:
@@ -201,3 +208,5 @@ def test_read_whole_reads_small_empty_and_large_files(tmp_path: Path) -> None:
         data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
         path.write_bytes(data)
         assert read_whole(str(path)) == data
+        for hint in (0, size - 1, size, size + 5):     # a wrong size only costs reads
+            assert read_whole(str(path), max(hint, 0)) == data

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from unit.test_imap_session import ADDRESS, CoreClient, deliver
+from unit.test_imap_session import CoreClient, deliver
 
 from appliance.core import memory
 from appliance.imap.fetch_items import FetchAttribute, FetchKind, Partial, Section
@@ -29,6 +29,7 @@ from appliance.storage.maildir.files import read_message
 from appliance.storage.maildir.store import MaildirStore
 from appliance.storage.maildir.stores import MaildirStores
 from appliance.storage.maildir.sync import FolderState
+from harness.imap_core import ADDRESS
 
 CONTENT = b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
 META = MessageMeta(7, frozenset({"\\Seen", "$Label"}), 42, 1_700_000_000.0, len(CONTENT))
@@ -221,3 +222,25 @@ def test_trim_after_burst_uses_the_running_loop() -> None:
         assert trimmer.trims == 1
 
     asyncio.run(ask())
+
+
+# -- FETCH of index items: fragments kept per shared MessageMeta ------------------------------
+
+def test_kept_fetch_fragments_follow_shape_recent_and_flags(
+        two: tuple[CoreClient, CoreClient]) -> None:
+    first, second = two                 # the store shares metas: one fragment cache entry
+    assert first.send("a FETCH 1 (FLAGS)") == ["* 1 FETCH (FLAGS (\\Recent))",
+                                               "a OK FETCH completed"]
+    assert second.send("b FETCH 1 (FLAGS)") == ["* 1 FETCH (FLAGS ())",      # not recent here
+                                                "b OK FETCH completed"]
+    assert first.send("c FETCH 1 (RFC822.SIZE FLAGS)")[0].startswith(
+        "* 1 FETCH (RFC822.SIZE ")
+    assert first.send("d UID FETCH 1 (FLAGS)") == ["* 1 FETCH (UID 1 FLAGS (\\Recent))",
+                                                   "d OK FETCH completed"]
+    assert second.send("e STORE 1 +FLAGS.SILENT (\\Seen)") == ["e OK STORE completed"]
+    assert second.send("f FETCH 1 (FLAGS)") == ["* 1 FETCH (FLAGS (\\Seen))",
+                                                "f OK FETCH completed"]
+    assert first.send("g NOOP") == ["* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent))",
+                                    "g OK NOOP completed"]
+    assert first.send("h FETCH 1 (FLAGS)") == ["* 1 FETCH (FLAGS (\\Seen \\Recent))",
+                                               "h OK FETCH completed"]

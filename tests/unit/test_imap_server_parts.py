@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from appliance.imap import server, server_config
-from appliance.imap.server_plans import RUN_BATCH, pull
+from appliance.imap.server_plans import _TAIL, RUN_BATCH, _tail, pull
 from appliance.settings import load_settings
 from appliance.smtp import replies as smtp_replies
 
@@ -37,6 +37,15 @@ def test_pull_takes_about_one_batch_at_a_time(sizes: list[int],
         got.append([len(chunk) for chunk in batch])
         assert pulled == [size for b in got for size in b]   # nothing pulled ahead
     assert got == batches
+
+
+@pytest.mark.parametrize("sizes", [[], [1], [_TAIL - 1, 2], [3, _TAIL], [_TAIL + 7, 5, _TAIL // 2],
+                                   [2, 2, 2, _TAIL * 3, 1]])
+def test_tail_is_the_end_of_all_the_output(sizes: list[int]) -> None:
+    chunks = [bytes([65 + n % 26]) * size for n, size in enumerate(sizes)]
+    before = b"prev" * 200                 # a tail from before: at most _TAIL octets
+    assert _tail(before, chunks) == (before + b"".join(chunks))[-_TAIL:]
+    assert _tail(b"", chunks) == b"".join(chunks)[-_TAIL:]
 
 
 def test_account_counter_limits_and_releases() -> None:

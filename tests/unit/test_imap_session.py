@@ -15,53 +15,33 @@ from pathlib import Path
 
 import pytest
 
-from appliance.imap import plan as plans
-from appliance.imap.receiver import NEED_DATA, Command, ContinuationRequest, Receiver
-from appliance.imap.session import ImapConfig, ImapSession
+from appliance.imap.session import ImapConfig
 from appliance.storage.db import open_database
 from appliance.storage.directory import SqliteDirectory
 from appliance.storage.interfaces import Mailbox
 from appliance.storage.maildir.store import MaildirStore
 from appliance.storage.maildir.stores import MaildirStores
-
-ADDRESS = "alice@example.test"
+from harness.imap_core import ADDRESS, CONTINUE_LITERAL, CoreWire
 
 
 class CoreClient:
-    """Lines in, the session's answers out, as the server would drive it."""
+    """Lines in, the session's answers out, through the harness's driver (which feeds the
+    real Receiver and performs the plans as the server does); any LOGIN is accepted."""
 
     def __init__(self, data_dir: Path, stores: MaildirStores, secure: bool = True) -> None:
-        self.session = ImapSession(stores, ImapConfig("mx.example.test", 1_000_000),
-                                   secure=secure, client_ip="192.0.2.1")
-        self.receiver = Receiver()
-        self.greeting = self.session.greeting()
+        self.wire = CoreWire(stores, secure=secure, config=ImapConfig("mx.example.test", 1_000_000),
+                             client_ip="192.0.2.1", any_password=True)
+        self.session = self.wire.session
+        self.greeting = self._take()
 
     def send(self, line: str | bytes) -> list[str]:
-        data = line.encode() if isinstance(line, str) else line
-        self.receiver.feed(data + b"\r\n")
-        out: list[bytes] = []
-        while True:
-            event = self.receiver.next_event()
-            if event is NEED_DATA:
-                break
-            if isinstance(event, ContinuationRequest):
-                out.append(b"+ Ready\r\n")
-                continue
-            if not isinstance(event, Command):
-                out.append(event.reply() if hasattr(event, "reply") else repr(event).encode())
-                continue
-            plan = self.session.plan(event)
-            if isinstance(plan, plans.Run):
-                out += list(self.session.run(plan.command))
-            elif isinstance(plan, plans.Login):
-                out.append(self.session.logged_in(plan.tag, ADDRESS))
-            elif isinstance(plan, plans.Reply):
-                out.append(plan.data)
-            elif isinstance(plan, (plans.Logout, plans.StartTls, plans.Idle)):
-                out.append(plan.reply)
-            else:
-                out.append(repr(plan).encode())
-        return b"".join(out).decode("utf-8", "replace").split("\r\n")[:-1]
+        self.wire.send((line.encode() if isinstance(line, str) else line) + b"\r\n")
+        return self._take().decode("utf-8", "replace").split("\r\n")[:-1]
+
+    def _take(self) -> bytes:
+        out = bytes(self.wire.output)
+        self.wire.output.clear()
+        return out
 
 
 @pytest.fixture
@@ -165,7 +145,7 @@ def test_append_gives_appenduid_and_wakes_the_selected_view(client: CoreClient) 
     client.send("s SELECT INBOX")
     message = b"Subject: appended\r\n\r\nhello\r\n"
     first = client.send(b"a APPEND INBOX (\\Seen) {%d}" % len(message))
-    assert first == ["+ Ready"]
+    assert first == [CONTINUE_LITERAL.decode().rstrip("\r\n")]
     done = client.send(message)       # the literal, then the CRLF that ends the command
     assert "* 4 EXISTS" in done
     assert re.fullmatch(r"a OK \[APPENDUID \d+ 4\] APPEND completed", done[-1])
@@ -303,6 +283,8 @@ def test_header_search_reads_the_store_a_batch_at_a_time(
     c.send("b SELECT INBOX")
     assert c.send('c UID SEARCH SUBJECT "batch 6"')[0] == "* SEARCH 7"
     assert asked == [3, 3, 1]
+    assert c.send('d UID SEARCH SUBJECT "batch 5"')[0] == "* SEARCH 6"
+    assert asked == [3, 3, 1]                   # the decoded subjects were kept
 
 
 def test_search_caches_are_kept_for_a_bounded_number_of_accounts(
@@ -319,3 +301,31 @@ def test_search_caches_are_kept_for_a_bounded_number_of_accounts(
         search_view._field_cache(stores.open(f"{name}@example.test"))
     kept = {mail.address for mail in search_view._caches}
     assert kept == {"two@example.test", "three@example.test"}
+
+
+def test_idle_polls_sync_the_folder_only_after_a_change(
+        world: tuple[Path, MaildirStores, MaildirStore, Mailbox], client: CoreClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _data_dir, _stores, store, mailbox = world
+    client.send("s SELECT INBOX")
+    session = client.session
+    assert session.account is not None
+    syncs: list[str] = []
+    original = session.account.sync
+
+    def counting(name: str, claim_recent: bool = True) -> object:
+        syncs.append(name)
+        return original(name, claim_recent=claim_recent)
+    monkeypatch.setattr(session.account, "sync", counting)
+    assert session.idle_poll() == b""           # the first look: nothing new
+    assert session.idle_poll() == b""
+    assert syncs == ["INBOX"]                   # the second poll did not sync
+    deliver(store, mailbox, "while idling")
+    assert session.idle_poll() == b"* 4 EXISTS\r\n* 4 RECENT\r\n"
+    # The token is taken before that sync, which moved the file to cur/ itself: one more
+    # sync finds nothing (safe: a delivery during the sync is never missed), then quiet.
+    assert session.idle_poll() == b""
+    settled = len(syncs)
+    assert settled <= 3
+    assert session.idle_poll() == b""
+    assert len(syncs) == settled

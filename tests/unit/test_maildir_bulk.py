@@ -49,16 +49,22 @@ def index_rows(root: Path) -> dict[int, tuple[str, str, int]]:
         return {uid: (name, flags, modseq) for uid, name, flags, modseq in rows}
 
 
-def test_store_on_a_thousand_messages(big: MaildirAccount, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = big._root
+def count_directory_syncs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """From now on, every directory fsync (still done for real) is listed in the result."""
     synced: list[Path] = []
     real_sync = fsio.DIRECTORY_SYNC.sync
 
-    def counted_sync(directory: Path) -> None:      # the real fsync, counted
+    def counted_sync(directory: Path) -> None:
         synced.append(directory)
         real_sync(directory)
 
     monkeypatch.setattr(fsio.DIRECTORY_SYNC, "sync", counted_sync)
+    return synced
+
+
+def test_store_on_a_thousand_messages(big: MaildirAccount, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = big._root
+    synced = count_directory_syncs(monkeypatch)
     uids = list(range(1, 1001))
     timings = []
     for operation in (FlagOperation.ADD, FlagOperation.REMOVE) * 3:
@@ -88,16 +94,9 @@ def test_copy_and_move_a_thousand_messages(big: MaildirAccount,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """One fsync of each changed directory per call, one intent written and gone again."""
     root = big._root
-    synced: list[Path] = []
-    real_sync = fsio.DIRECTORY_SYNC.sync
-
-    def counted_sync(directory: Path) -> None:      # the real fsync, counted
-        synced.append(directory)
-        real_sync(directory)
-
     big.create_folder("Other")
     big.create_folder("Copies")
-    monkeypatch.setattr(fsio.DIRECTORY_SYNC, "sync", counted_sync)
+    synced = count_directory_syncs(monkeypatch)
     uids = list(range(1, 1001))
     started = time.perf_counter()
     copied = big.copy(INBOX, uids, "Copies")

@@ -16,8 +16,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from unit.test_maildir_bulk import count_directory_syncs
 
-from appliance.core import fsio
 from appliance.core.fsio import unique_name
 from appliance.storage.mailbox_api import INBOX
 from appliance.storage.maildir import files, locks
@@ -117,14 +117,7 @@ def test_the_undo_fsyncs_each_directory_it_changed_restores_first(
     """A power cut during or after the undo keeps it whole: the sources brought back are
     durable before any target link goes (else a cut could leave the message in neither)."""
     crash_halfway(root, "move", "Other", linked=2, unlinked=1)
-    synced: list[Path] = []
-    real_sync = fsio.DIRECTORY_SYNC.sync
-
-    def counted_sync(directory: Path) -> None:      # the real fsync, counted
-        synced.append(directory)
-        real_sync(directory)
-
-    monkeypatch.setattr(fsio.DIRECTORY_SYNC, "sync", counted_sync)
+    synced = count_directory_syncs(monkeypatch)
     account = MaildirAccount(ADDRESS, root)
     assert synced[-2:] == [root / "cur", root / ".Other" / "cur"]
     monkeypatch.undo()

@@ -189,7 +189,7 @@ def _tls(**changes: object) -> bytes:
 @pytest.mark.parametrize(("data", "reason"), [
     (b"not json", "malformed JSON"),
     (b"[1, 2]", "not a JSON object"),
-    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply|not a JSON object"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
     (b'{"report-id": 1' + b"0" * 5000 + b"}", "malformed JSON"),
     (_tls(report_id=None), "report-id is missing"),
     (_tls(organization_name=7), "organization-name is not text"),
@@ -229,6 +229,18 @@ def test_attack_zip_bomb_stops_at_the_cap() -> None:
     bomb = zipped("report.xml", b"<" * (64 * MIB))
     with pytest.raises(ReportError, match="expands past"):
         unzip_one(bomb, Limits(max_uncompressed=1 * MIB))
+
+
+def test_attack_oversized_uncompressed_report_refused() -> None:
+    small = Limits(max_uncompressed=1000)
+    xml = sample("google_dmarc.xml")
+    assert len(xml) > small.max_uncompressed
+    with pytest.raises(ReportError, match="report larger than 1000 bytes"):
+        decompress(xml, small)
+    with pytest.raises(ReportError, match="XML larger than 1000 bytes"):
+        parse_dmarc(xml, small)
+    with pytest.raises(ReportError, match="JSON larger than 1000 bytes"):
+        parse_tlsrpt(b" " * 1001 + b"{}", small)
 
 
 def test_attack_zip_with_many_members_refused() -> None:

@@ -59,6 +59,19 @@ def test_save_once_per_org_and_report_id(store: ReportStore,
     assert store.save(other_org, "mail Q3", NOW)[1]      # the same id from another org
 
 
+def test_save_is_whole_or_nothing(store: ReportStore, conn: sqlite3.Connection,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(row_id: int, report: DmarcReport) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+    monkeypatch.setattr(store, "_insert_records", broken)
+    with pytest.raises(sqlite3.OperationalError):
+        store.save(google(), "mail Q1", NOW)
+    assert not conn.in_transaction
+    assert conn.execute("SELECT count(*) FROM reports").fetchone()[0] == 0
+    monkeypatch.undo()
+    assert store.save(google(), "mail Q2", NOW)[1]       # not taken for a duplicate
+
+
 def test_get_returns_records_and_policies(store: ReportStore) -> None:
     dmarc_id, _ = store.save(parse_dmarc(sample("microsoft_dmarc.xml")), "import x", NOW)
     tls_id, _ = store.save(parse_tlsrpt(sample("rfc8460_tlsrpt.json")), "import y", NOW)

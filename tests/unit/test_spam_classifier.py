@@ -34,7 +34,7 @@ from appliance.spam.classifier import (
 )
 from appliance.spam.store import GLOBAL, TokenStore
 from appliance.spam.tokenizer import TokenLimits, tokenize
-from appliance.spam.training import Learned, Learner, corpus_files
+from appliance.spam.training import Learned, Learner, corpus_files, read_message
 
 CORPUS = Path(__file__).parent.parent / "data" / "spam"
 ALICE, BOB = "alice@example.test", "bob@example.test"
@@ -175,6 +175,21 @@ def test_line_ends_do_not_make_a_new_message(tokens: TokenStore) -> None:
 
 
 # -- which model scores -----------------------------------------------------------------------
+
+def test_a_big_message_is_one_message_whether_read_whole_or_from_a_file(
+        tokens: TokenStore, tmp_path: Path) -> None:
+    """The Junk trainer hands over a whole message (CRLF), `spam train` the start of its
+    file (LF): both must find the same lesson, or a message would count twice."""
+    limits = TokenLimits(max_parse=4096)
+    learner = Learner(tokens, limits)
+    whole = b"Subject: big\r\n\r\n" + b"cheap pills everywhere\r\n" * 2000
+    path = tmp_path / "big.eml"
+    path.write_bytes(whole.replace(b"\r\n", b"\n"))
+    assert learner.learn("a@example.test", whole, True) is Learned.LEARNED
+    assert learner.learn("a@example.test", read_message(path, limits.max_parse),
+                         True) is Learned.ALREADY
+    assert tokens.model("a@example.test").nspam == 1
+
 
 def test_model_account_only_for_one_mailbox() -> None:
     assert model_account([ALICE]) == ALICE

@@ -12,6 +12,7 @@ import asyncio
 import pytest
 import spf  # type: ignore[import-untyped]
 
+from appliance.checks.auth_dns import make_sync_resolver
 from appliance.checks.spf import (
     MAX_EXPLANATION,
     DnsAnswer,
@@ -19,7 +20,6 @@ from appliance.checks.spf import (
     SpfOutcome,
     clean_explanation,
     evaluate,
-    make_sync_resolver,
 )
 from appliance.settings import SettingsError, load_settings
 

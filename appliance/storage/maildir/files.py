@@ -130,16 +130,7 @@ def read_message(path: str) -> bytes:
     size = int(name[start:end])
     if size > TRUSTED_NAME_SIZE:            # a name from another tool: do not allocate it
         return read_whole(path)
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = [os.read(fd, size + 1)]
-        if len(chunks[0]) <= size:
-            return chunks[0]
-        while chunks[-1]:                    # bigger than its name says: read to the end
-            chunks.append(os.read(fd, 65536))
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    return read_whole(path, size)
 
 
 def unlink(path: str | Path) -> None:

@@ -14,11 +14,11 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from appliance.core import log
 from appliance.core.fsio import atomic_write
+from appliance.storage.db import immediate_transaction
 
 INDEX_NAME = "mailstead-index.db"
 UIDVALIDITY_FILE = "mailstead-uidvalidity"
@@ -161,17 +161,9 @@ def _rebuild(path: Path, salvaged: dict[str, list[tuple[object, ...]]],
     return conn
 
 
-@contextlib.contextmanager
-def write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction holding SQLite's write lock from the start (BEGIN IMMEDIATE),
-    so a reconciliation reads and writes without another process in between."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+# One write transaction holding SQLite's write lock from the start (BEGIN IMMEDIATE), so a
+# reconciliation reads and writes without another process in between.
+write = immediate_transaction
 
 
 def data_version(conn: sqlite3.Connection) -> int:

@@ -23,7 +23,7 @@ from appliance.core.fsio import DIRECTORY_SYNC, unique_name, write_new_file
 from appliance.storage.interfaces import Mailbox
 from appliance.storage.maildir.flags import crlf_size
 from appliance.storage.maildir.folders import dir_name, make_folder_dir
-from appliance.storage.maildir.usage import delivery_totals, delivery_usage
+from appliance.storage.maildir.usage import delivery_totals
 
 SUBDIRS = ("cur", "new", "tmp")
 STALE_TMP_SECONDS = 36 * 3600   # the Maildir convention for abandoned tmp/ files
@@ -44,10 +44,6 @@ class MaildirStore:
 
     def maildir(self, mailbox: Mailbox) -> Path:
         return self._data_dir / mailbox.maildir
-
-    def usage_for_delivery(self, mailbox: Mailbox) -> int:
-        """Octets the mailbox holds (`maildir.usage`), for its quota."""
-        return delivery_usage(self.maildir(mailbox))
 
     def totals_for_delivery(self, mailbox: Mailbox) -> tuple[int, int]:
         """(octets, messages) the mailbox holds, for the storage and message quotas."""

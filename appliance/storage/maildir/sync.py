@@ -369,12 +369,7 @@ def message_size(path: Path, base: str) -> int:
 def insert_message(conn: sqlite3.Connection, state: FolderState, base: str, subdir: str,
                    filename: str, meta: MessageMeta) -> None:
     """Add a row for a message with UID `meta.uid` (== state.uidnext, which then moves on)."""
-    conn.execute("INSERT INTO messages (folder_id, uid, base, subdir, filename, flags, modseq, "
-                 "internal_date, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                 (state.id, meta.uid, base, subdir, filename, format_flags(meta.flags),
-                  meta.modseq, meta.internal_date, meta.size))
-    state.put(meta, subdir, filename)
-    state.uidnext = max(state.uidnext, meta.uid + 1)
+    insert_messages(conn, state, [(base, subdir, filename, meta)])
 
 
 def insert_messages(conn: sqlite3.Connection, state: FolderState,

@@ -19,11 +19,6 @@ from appliance.storage.maildir import flags as names
 from appliance.storage.maildir.index import INDEX_NAME
 
 
-def delivery_usage(maildir: Path) -> int:
-    """Octets held by the Maildir at `maildir` (0 when it does not exist yet)."""
-    return delivery_totals(maildir)[0]
-
-
 def delivery_totals(maildir: Path) -> tuple[int, int]:
     """(octets, messages) held by the Maildir at `maildir`, for the storage and the
     message-count quota."""
