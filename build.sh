@@ -15,7 +15,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VENV=$ROOT/.venv
 PY=$VENV/bin/python
 DEV_DATA=$ROOT/var
-TEST_DEBS=(swaks libnet-ssleay-perl knot curl isync)   # swaks (+ its STARTTLS), Knot DNS for test zones, IMAP clients (curl, mbsync)
+TEST_DEBS=(swaks libnet-ssleay-perl knot curl isync smartmontools mdadm chromium chromium-driver)   # swaks (+ its STARTTLS), Knot DNS for test zones, IMAP clients (curl, mbsync), the hardware monitor's tools (smartctl, mdadm), headless chromium + chromedriver (console browser test)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
@@ -75,7 +75,10 @@ ensure_venv() {
 
 cmd_run() {
     ensure_venv ""
+    local config=$DEV_DATA/mailstead.toml code console_pid status=0
     "$VENV/bin/mailstead" dev-init "$DEV_DATA"
+    code=$("$VENV/bin/mailstead" --config "$config" console setup-code 2>/dev/null) \
+        || code="(none: an admin exists, log in instead)"
     cat <<EOF
 
 Mailstead dev engine (data in ./var/, settings in ./var/mailstead.toml)
@@ -86,13 +89,22 @@ Mailstead dev engine (data in ./var/, settings in ./var/mailstead.toml)
   queue       ./.venv/bin/mailstead queue list
   accounts    ./.venv/bin/mailstead account list   (domain example.test)
 
+Web console   http://127.0.0.1:8080/   (dev mode: plain HTTP, loopback only)
+  setup code  $code
+
 Send a test message from another terminal:
   swaks --server 127.0.0.1:2525 --to postmaster@example.test
   python3 -c 'import smtplib; smtplib.SMTP("127.0.0.1", 2525).sendmail("me@example.org", ["postmaster@example.test"], "Subject: hi\r\n\r\nhello\r\n")'
-It lands in ./var/mail/example.test/postmaster/new/. Stop the engine with Ctrl-C.
+It lands in ./var/mail/example.test/postmaster/new/. Stop the engine and console with Ctrl-C.
 
 EOF
-    exec "$VENV/bin/mailstead" --config "$DEV_DATA/mailstead.toml" run
+    # The console runs beside the engine and stops with it.
+    "$VENV/bin/mailstead" --config "$config" console serve &
+    console_pid=$!
+    # shellcheck disable=SC2064  # the pid is fixed now; the trap runs after this function
+    trap "kill -TERM $console_pid 2>/dev/null; wait $console_pid 2>/dev/null" EXIT
+    "$VENV/bin/mailstead" --config "$config" run || status=$?
+    return "$status"
 }
 
 cmd_test() {

@@ -37,6 +37,7 @@ from appliance.outbound.service import (
     space_guard,
     start_queue_runner,
 )
+from appliance.pipeline.vacation import attach_vacation
 from appliance.pop3.server import build_backend as build_pop3_backend
 from appliance.pop3.server import build_stores, start_pop3
 from appliance.reports.intake import attach_intake
@@ -101,6 +102,7 @@ async def start_mx(settings: Settings, executor: ThreadPoolExecutor,
     hostname = settings.get_str("server.hostname")
     rates = ClientRateLimits.from_settings(settings)    # per process, like the tracker
     deliverer = attach_intake(settings, build_deliverer(settings, executor), executor)
+    deliverer = attach_vacation(settings, deliverer, executor, directory)
     handler = MxHandler(directory, deliverer, hostname,
                         settings.get_int("limits.max_recipients"), space_guard(settings),
                         checks=build_checks(settings), rates=rates)

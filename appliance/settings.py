@@ -1,15 +1,20 @@
 """The one settings schema: defaults, `mailstead.toml`, `MAILSTEAD_SECTION__KEY` overrides.
 
 Every setting is declared once in `SCHEMA` with its type, default, bounds and help text; the
-loader, `mailstead config show`, the README's reference table and (later) the console forms
-all come from that table. Nothing here reads a file or the environment at import time.
+loader, `mailstead config show`, the README's reference table and the console's settings
+form all come from that table. Nothing here reads a file or the environment at import time.
+Settings an admin edits in the console (`Setting.editable`) are also stored in mailstead.db;
+`settings_store.py` reads and writes those and lays them over what `load_settings` gives.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import ipaddress
 import os
 import tomllib
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +52,12 @@ class Setting:
     def name(self) -> str:
         return f"{self.section}.{self.key}"
 
+    @property
+    def editable(self) -> bool:
+        """Whether an admin may change it in the console (stored in mailstead.db); the
+        choice and its reasons are in `_CONSOLE_SECTIONS` and its neighbours below."""
+        return _console_editable(self)
+
     def accepted(self) -> str:
         """Describe the accepted values, for error messages and docs."""
         if self.accepted_text:
@@ -83,6 +94,53 @@ _dnsbl_zones = _owned_by("appliance.checks.dnsbl_zones:parse_zones")
 _dnsbl_zone_names = _owned_by("appliance.checks.dnsbl_zones:parse_zone_names")
 _client_networks = _owned_by("appliance.checks.ratelimit_clients:parse_networks")
 _domain_list = _owned_by("appliance.checks.authentication:parse_sealers")
+_admin_address = _owned_by("appliance.hardware.rules.base:parse_admin_address")
+
+
+def _ip_version(version: int) -> Callable[[str], object]:
+    """Validator of an optional IP address setting of one version (the DNS page's)."""
+
+    def validate(text: str) -> object:
+        if text.strip() and ipaddress.ip_address(text.strip()).version != version:
+            raise ValueError(f"not an IPv{version} address")
+        return text.strip()
+
+    return validate
+
+
+def _host_port(text: str) -> object:
+    """Validator of an optional `HOST:PORT` (`[v6]:PORT`) setting (`dns.port25_target`)."""
+    host, sep, port = text.strip().rpartition(":")
+    if text.strip() and (not sep or not host.strip("[]") or not port.isdigit()
+                         or not 0 < int(port) < 65536 or any(c.isspace() for c in host)):
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return text.strip()
+
+
+_public_ipv4 = _ip_version(4)
+_public_ipv6 = _ip_version(6)
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _time_zone(text: str) -> object:
+    """Validator of an IANA time zone name (`server.timezone`) known to this system."""
+    if text not in _time_zones():
+        raise ValueError(f"unknown time zone {text!r}")
+    return text
+
+
+def _networks(text: str) -> object:
+    """Validator of a comma-separated list of IP networks (`console.allowed_networks`)."""
+    nets = [part.strip() for part in text.split(",") if part.strip()]
+    if not nets:
+        raise ValueError("expected at least one network")
+    for net in nets:
+        ipaddress.ip_network(net, strict=False)
+    return ", ".join(nets)
 
 
 KIB = 1024
@@ -90,7 +148,12 @@ MIB = 1024 * KIB
 
 SCHEMA: tuple[Setting, ...] = (
     Setting("server", "hostname", str, "localhost",
-            "Name this server uses in its SMTP greeting and Received headers."),
+            "Name this server uses in its SMTP greeting and Received headers; the DNS page "
+            "asks for its MX, A and PTR records. The set-up wizard sets it."),
+    Setting("server", "timezone", str, "UTC",
+            "IANA time zone of the console's dates and the reports (e.g. `Europe/Berlin`); "
+            "the set-up wizard sets it. Mail headers and logs stay in UTC.",
+            validate=_time_zone, accepted_text="an IANA time zone name such as `Europe/Berlin`"),
     Setting("server", "dev_mode", bool, False,
             "Development instance (set by `mailstead dev-init`); later listeners use it to "
             "allow password logins without TLS from loopback only."),
@@ -107,6 +170,20 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("listen", "pop3s_port", int, 995, "POP3 port (TLS).", 1, 65535),
     Setting("listen", "dav_port", int, 5232, "CalDAV/CardDAV port.", 1, 65535),
     Setting("listen", "console_port", int, 443, "Web console port.", 1, 65535),
+    Setting("listen", "console_address", str, "127.0.0.1",
+            "IP address the web console binds to: loopback by default; the appliance image "
+            "sets the LAN address (the console still answers only console.allowed_networks).",
+            validate=ipaddress.ip_address,
+            accepted_text="an IPv4 or IPv6 address"),
+    Setting("console", "idle_timeout", int, 900,
+            "Seconds a console session may stay unused before it must log in again.",
+            60, 86400),
+    Setting("console", "allowed_networks", str,
+            "127.0.0.0/8, ::1, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, "
+            "fc00::/7, fe80::/10",
+            "Networks whose clients may use the console (loopback and private ranges: the "
+            "LAN); others get 403, except the public client set-up and MTA-STS files.",
+            validate=_networks, accepted_text="comma-separated IP networks"),
     Setting("limits", "max_message_size", int, 50 * MIB,
             "Largest message accepted, in bytes; advertised in EHLO SIZE.", 4 * KIB, 1024 * MIB),
     Setting("limits", "max_line_length", int, 1000,
@@ -154,6 +231,13 @@ SCHEMA: tuple[Setting, ...] = (
             "PEM private key, mode 0600 (relative to data_dir).", path=True),
     Setting("log", "level", str, "info", "Log level.",
             choices=("debug", "info", "warning", "error")),
+    Setting("log", "file", str, "log/engine.jsonl",
+            "A file (relative to data_dir) where the engine also writes its log, one JSON "
+            "object a line, for the console's mail log search; empty writes stderr only "
+            "(journald on the appliance).", path=True, optional=True),
+    Setting("log", "file_max_size", int, 64 * MIB,
+            "Bytes `log.file` may reach before it is renamed to `<file>.1` (replacing the "
+            "previous one) and started afresh.", 1 * MIB, 4096 * MIB),
     Setting("auth", "argon2_time_cost", int, 3,
             "argon2id iterations (RFC 9106 second recommendation).", 1, 20),
     Setting("auth", "argon2_memory_kib", int, 64 * 1024,
@@ -479,10 +563,133 @@ SCHEMA: tuple[Setting, ...] = (
             "Largest report after decompression, in bytes; larger ones (zip bombs among "
             "them) are refused and logged. The biggest senders' daily reports stay far "
             "below 20 MiB.", 64 * KIB, 512 * MIB),
+    # -- the console's DNS page (webui/dns_records.py, dns_check.py) ----------------------
+    Setting("dns", "public_ipv4", str, "",
+            "This server's public IPv4 address: the A record of `server.hostname` the DNS "
+            "page asks for, and the address whose reverse DNS and blocklist listings it "
+            "checks. Empty: the page asks for an address without comparing it.",
+            optional=True, validate=_public_ipv4, accepted_text="an IPv4 address or empty"),
+    Setting("dns", "public_ipv6", str, "",
+            "This server's public IPv6 address (its AAAA record); empty when it has none.",
+            optional=True, validate=_public_ipv6, accepted_text="an IPv6 address or empty"),
+    Setting("dns", "mta_sts_mode", str, "testing",
+            "Mode of the MTA-STS policy the console serves at `mta-sts.<domain>` (RFC 8461 "
+            "5): `testing` only asks senders to report TLS failures; switch to `enforce` "
+            "once the TLS-RPT reports show no failures.",
+            choices=("enforce", "testing", "none")),
+    Setting("dns", "mta_sts_max_age", int, 604_800,
+            "Seconds senders may cache the MTA-STS policy (RFC 8461 3.2; one week; RFC 8461 "
+            "suggests weeks or more once in `enforce`).", 86_400, 31_557_600),
+    Setting("dns", "blocklists", str, "zen.spamhaus.org, bl.spamcop.net, psbl.surriel.com",
+            "DNS blocklists (RFC 5782) the DNS page looks this server's public address up "
+            "in: a listing means other servers refuse our mail. Empty turns it off.",
+            optional=True, validate=_dnsbl_zone_names,
+            accepted_text="comma-separated zone names"),
+    Setting("dns", "port25_target", str, "gmail-smtp-in.l.google.com:25",
+            "`HOST:PORT` the DNS page opens a TCP connection to (and closes at once) to see "
+            "whether outbound port 25 is open: many access providers block it. Empty turns "
+            "the test off.", optional=True, validate=_host_port,
+            accepted_text="`HOST:PORT` (`[v6]:PORT` for IPv6) or empty"),
+    Setting("dns", "check_timeout", int, 5,
+            "Seconds each DNS page check (one lookup, the port 25 connection) may take; the "
+            "lookups ask `outbound.resolver`.", 1, 60),
+    # -- the disk, RAID and space monitor (appliance/hardware/, mailstead-monitor) --------
+    Setting("monitor", "poll_interval", int, 300,
+            "Seconds between two full readings of SMART, RAID, space and temperatures. Disk "
+            "hot-plug events are handled at once when udev events can be received; a faulty "
+            "RAID member or a filling disk is noticed within this time. smartctl wakes no "
+            "spun-down disk more often than this.", 30, 86_400),
+    Setting("monitor", "admin_address", str, "",
+            "Where alert mail goes; empty means `postmaster@<primary domain>` (RFC 5321 "
+            "4.5.1 requires that mailbox). Alerts are delivered by Mailstead itself (a local "
+            "mailbox, or the outbound queue), so no outside service is needed.",
+            optional=True, validate=_admin_address,
+            accepted_text="a mail address, or empty"),
+    Setting("monitor", "space_warning_percent", int, 85,
+            "Used share of the mail data's file system (bytes or inodes, as `df` counts "
+            "them) from which a warning is sent: time to add disk or prune mail.", 1, 100),
+    Setting("monitor", "space_critical_percent", int, 95,
+            "Used share from which the state is critical and the engine answers `452 4.3.1` "
+            "to new mail (RFC 3463: mail is refused for now, never lost), in addition to "
+            "`limits.min_free_space`; SQLite and the queue need room to work.", 1, 100),
+    Setting("monitor", "hdd_temperature_warning", int, 50,
+            "Hard disk temperature (°C) that warns. Most 3.5\" drives are specified for "
+            "0-60 °C; Google's 2007 disk study (Pinheiro et al.) saw failure rates rise "
+            "above 45-50 °C for drives three years and older.", 30, 100),
+    Setting("monitor", "hdd_temperature_critical", int, 60,
+            "Hard disk temperature (°C) that is critical: the usual specified maximum.",
+            30, 100),
+    Setting("monitor", "ssd_temperature_warning", int, 60,
+            "SATA/SAS SSD temperature (°C) that warns; they are commonly specified for "
+            "0-70 °C and slow themselves down near it.", 30, 120),
+    Setting("monitor", "ssd_temperature_critical", int, 70,
+            "SATA/SAS SSD temperature (°C) that is critical.", 30, 120),
+    Setting("monitor", "nvme_temperature_warning", int, 70,
+            "NVMe temperature (°C) that warns; controllers run hotter, and most throttle "
+            "at their own warning threshold (WCTEMP, typically 70-85 °C). The drive's own "
+            "critical-warning temperature bit is always an alert.", 30, 120),
+    Setting("monitor", "nvme_temperature_critical", int, 80,
+            "NVMe temperature (°C) that is critical.", 30, 120),
+    Setting("monitor", "bad_sectors_failing", int, 100,
+            "Reallocated + pending + offline-uncorrectable sectors (SMART 5 + 197 + 198; "
+            "SAS grown defects) from which a disk counts as failing. Any nonzero count "
+            "already warns: Backblaze's drive statistics found these raw counts, with 187 "
+            "and 188, the best predictors of failure; a large count means the disk is "
+            "running out of spare sectors.", 1, 1_000_000),
+    Setting("monitor", "nvme_wear_warning", int, 90,
+            "NVMe `percentage used` (the vendor's estimate of rated endurance used; it may "
+            "exceed 100) from which a warning is sent: plan the replacement.", 1, 255),
+    Setting("monitor", "short_test_hours", int, 24,
+            "Hours between SMART short self-tests of every disk (`smartctl -t short`, about "
+            "two minutes, run in the background by the drive); 0 turns them off.", 0, 8760),
+    Setting("monitor", "long_test_days", int, 7,
+            "Days between SMART extended self-tests (a full surface read, hours on a large "
+            "disk: it finds sectors that would fail a RAID rebuild); 0 turns them off.",
+            0, 365),
+    Setting("monitor", "reminder_hours", int, 24,
+            "A problem that stays is mailed again at most this often; each change of state "
+            "(new, worse, better, cleared) is mailed at once.", 1, 720),
+    Setting("monitor", "history_days", int, 400,
+            "Days of temperature, space and sector-count history kept for charts and trend "
+            "rules.", 2, 3650),
+    Setting("monitor", "hooks_dir", str, "/usr/lib/mailstead/firmware-hooks",
+            "Directory with the `disk-added` and `disk-failed` hooks (see "
+            "firmware-hooks/README.md); empty turns them off.", path=True, optional=True),
+    Setting("monitor", "hook_timeout", int, 60,
+            "Seconds a disk hook may run before it is killed.", 1, 3600),
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SCHEMA}
 SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(s.section for s in SCHEMA))
+
+# -- what an admin edits in the console (stored in mailstead.db) --------------------------
+# Editable: the policy of a mail server that its admin expects to tune in a UI and can judge
+# from the help text: sizes and counts (limits, pop3, imap), how strict the inbound checks
+# are (antivirus, checks, dnsbl, greylist, client_limits, spam), the login guard's lockout
+# policy, submission rate limits, queue retries, reports, the DNS page's facts, the
+# console's own session and network options, the log level, hostname and time zone.
+_CONSOLE_SECTIONS = frozenset({
+    "console", "limits", "pop3", "imap", "submission", "queue", "antivirus", "checks",
+    "dnsbl", "greylist", "client_limits", "spam", "reports", "dns", "auth"})
+_CONSOLE_KEYS = frozenset({"server.hostname", "server.timezone", "log.level",
+                           "outbound.mta_sts"})
+# Boot-level (mailstead.toml only), besides every path and the sections not named above:
+# what must be known before mailstead.db can be read or binds the box to its machine
+# (paths, listen, tls files, dev_mode, log file, engine processes); capacity tuned to the
+# hardware, where a wrong value exhausts memory or stalls every login (argon2 costs,
+# verification slots); where the image's own services are (the clamd socket; the resolver
+# and CA file under outbound, whose RFC 5321 4.5.3.2 timeouts are not a site's choice
+# either); and monitor.*, which mailstead-monitor reads from mailstead.toml only.
+_BOOT_ONLY = frozenset({
+    "auth.argon2_time_cost", "auth.argon2_memory_kib", "auth.argon2_parallelism",
+    "auth.max_concurrent_verifications", "auth.max_pending_verifications",
+    "antivirus.clamd_socket"})
+
+
+def _console_editable(setting: Setting) -> bool:
+    if setting.path or setting.name in _BOOT_ONLY:
+        return False
+    return setting.section in _CONSOLE_SECTIONS or setting.name in _CONSOLE_KEYS
 
 
 @dataclass(frozen=True)
@@ -492,6 +699,11 @@ class Settings:
     values: Mapping[str, Any]
     base_dir: Path = field(default_factory=Path.cwd)
     source: Path | None = None
+    # where each value came from: "file", "database" or "environment" (absent: "default")
+    origins: Mapping[str, str] = field(default_factory=dict)
+
+    def origin(self, name: str) -> str:
+        return self.origins.get(name, "default")
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -525,6 +737,25 @@ class Settings:
             n: ("********" if SETTINGS_BY_NAME[n].secret and v else v)
             for n, v in self.values.items()
         }
+
+
+def check(setting: Setting, value: Any) -> Any:
+    """Return `value` if it is a valid value of `setting`.
+
+    Raises:
+        SettingsError: naming the setting, the value and what is accepted.
+    """
+    return _check(setting, value)
+
+
+def parse_text(setting: Setting, text: str) -> Any:
+    """A value typed as text (a form, the CLI, a mailstead.db row) in the setting's type,
+    checked. Booleans are `true`/`false` (also 1/0, yes/no, on/off), integers decimal.
+
+    Raises:
+        SettingsError: naming the setting, the text and what is accepted.
+    """
+    return _check(setting, _parse_env(setting, text))
 
 
 def _check(setting: Setting, value: Any) -> Any:
@@ -616,22 +847,28 @@ def load_settings(
         SettingsError: with one line naming the key, the value and what is accepted.
     """
     values: dict[str, Any] = {s.name: s.default for s in SCHEMA}
+    origins: dict[str, str] = {}
     base_dir = Path.cwd()
     if config_file is not None:
         try:
             document = tomllib.loads(reader(config_file).decode("utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise SettingsError(f"cannot read config file {config_file}: {exc}") from exc
-        values.update(_flatten_toml(document, str(config_file)))
+        from_file = _flatten_toml(document, str(config_file))
+        values.update(from_file)
+        origins.update(dict.fromkeys(from_file, "file"))
         base_dir = config_file.resolve().parent
-    values.update(_env_values(os.environ if environ is None else environ))
+    from_env = _env_values(os.environ if environ is None else environ)
+    values.update(from_env)
+    origins.update(dict.fromkeys(from_env, "environment"))
     for name, value in values.items():
         _check(SETTINGS_BY_NAME[name], value)
-    return Settings(values=values, base_dir=base_dir, source=config_file)
+    return Settings(values=values, base_dir=base_dir, source=config_file, origins=origins)
 
 
-def render_toml(values: Mapping[str, Any]) -> str:
-    """Write settings as TOML (only simple scalar types occur in the schema)."""
+def render_toml(values: Mapping[str, Any], notes: Mapping[str, str] | None = None) -> str:
+    """Write settings as TOML (only simple scalar types occur in the schema), each value
+    followed by its note, if any, as a comment (`config show` says where values came from)."""
     lines: list[str] = []
     for section in SECTIONS:
         keys = [(n, v) for n, v in values.items() if n.split(".")[0] == section]
@@ -639,7 +876,9 @@ def render_toml(values: Mapping[str, Any]) -> str:
             continue
         lines.append(f"[{section}]")
         for name, value in keys:
-            lines.append(f"{name.split('.', 1)[1]} = {_toml_scalar(value)}")
+            note = (notes or {}).get(name)
+            comment = f"  # {note}" if note else ""
+            lines.append(f"{name.split('.', 1)[1]} = {_toml_scalar(value)}{comment}")
         lines.append("")
     return "\n".join(lines)
 
@@ -662,8 +901,11 @@ def _toml_char(char: str) -> str:
 
 
 def reference_table() -> str:
-    """The settings reference as a Markdown table (for the README)."""
-    rows = ["| setting | default | accepted | what it does |", "|---|---|---|---|"]
+    """The settings reference as a Markdown table (for the README); "set in" says whether
+    the console (and `mailstead config set`) may change it, or only mailstead.toml."""
+    rows = ["| setting | default | accepted | set in | what it does |", "|---|---|---|---|---|"]
     for s in SCHEMA:
-        rows.append(f"| `{s.name}` | `{_toml_scalar(s.default)}` | {s.accepted()} | {s.help} |")
+        where = "console or file" if s.editable else "file"
+        rows.append(f"| `{s.name}` | `{_toml_scalar(s.default)}` | {s.accepted()} | {where} "
+                    f"| {s.help} |")
     return "\n".join(rows)

@@ -9,8 +9,11 @@ from collections.abc import Sequence
 
 from appliance.cli import (
     config_cmds,
+    console_cmds,
     directory_cmds,
     dkim_cmds,
+    dns_cmds,
+    monitor_cmds,
     queue_cmds,
     report_cmds,
     run_cmds,
@@ -35,8 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     directory_cmds.register(commands)
     queue_cmds.register(commands)
     dkim_cmds.register(commands)
+    dns_cmds.register(commands)
     report_cmds.register(commands)
     spam_cmds.register(commands)
+    console_cmds.register(commands)
+    monitor_cmds.register(commands)
     return parser
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sqlite3
+import sys
 from pathlib import Path
 
 import appliance
-from appliance.settings import Settings, load_settings
+from appliance.settings import Settings
+from appliance.settings_store import Effective, load_effective
 from appliance.storage.db import open_database
 from appliance.storage.directory import SqliteDirectory
 
@@ -38,8 +40,19 @@ def config_path(args: argparse.Namespace) -> Path | None:
     return SYSTEM_CONFIG if SYSTEM_CONFIG.is_file() else None
 
 
+def effective(args: argparse.Namespace) -> Effective:
+    """Defaults, the settings file, mailstead.db's values, the environment
+    (settings_store.py), with the stored values that were not applied."""
+    return load_effective(config_path(args))
+
+
 def settings(args: argparse.Namespace) -> Settings:
-    return load_settings(config_path(args))
+    """The effective settings; a stored value that was not applied is named on stderr."""
+    found = effective(args)
+    for item in found.ignored:
+        print(f"mailstead: warning: ignoring mailstead.db's value of {item.name}: "
+              f"{item.reason}", file=sys.stderr)
+    return found.settings
 
 
 def open_directory(current: Settings) -> tuple[SqliteDirectory, sqlite3.Connection]:

@@ -1,4 +1,4 @@
-"""`mailstead dkim show|rotate DOMAIN` and `mailstead dns records DOMAIN`.
+"""`mailstead dkim show|rotate DOMAIN` (`mailstead dns records DOMAIN` is in dns_cmds.py).
 
 Rotation is two steps so that no mail is signed with a key receivers cannot find:
 `rotate` creates the next dated selector pair and prints its records; `rotate --activate`
@@ -33,10 +33,6 @@ def register(commands: Any) -> None:
     rotate.add_argument("--activate", action="store_true",
                         help="sign with the pending keys if DNS publishes them")
     dkim.set_defaults(handler=dkim_command)
-    zone = commands.add_parser("dns", help="DNS records to publish")
-    zone_sub = zone.add_subparsers(dest="action", required=True, metavar="ACTION")
-    zone_sub.add_parser("records", help="zone-file lines for a domain").add_argument("domain")
-    zone.set_defaults(handler=dns_command)
 
 
 def _local_domain(current: Settings, domain: str) -> str:
@@ -130,17 +126,3 @@ def public_key(record: str) -> str | None:
         if sep and name.strip() == "p":
             return "".join(value.split())
     return None
-
-
-def dns_command(args: argparse.Namespace) -> int:
-    current = context.settings(args)
-    domain = _local_domain(current, args.domain)
-    state = keys.load_state(current.data_dir, domain)
-    dkim: list[tuple[str, str]] = []
-    if state is not None:
-        for pair in (state.active, state.pending):
-            if pair is not None:
-                dkim += keys.pair_records(current.data_dir, domain, pair)
-    for line in records.zone_lines(domain, current.get_str("server.hostname"), dkim):
-        print(line)
-    return 0

@@ -14,6 +14,7 @@ from appliance.cli.context import CliError
 from appliance.core import log
 from appliance.dkim import keys
 from appliance.settings import load_settings, render_toml
+from appliance.settings_store import log_ignored
 from appliance.storage.db import open_database
 from appliance.storage.directory import SqliteDirectory
 from appliance.storage.maildir.store import create_maildir
@@ -41,6 +42,8 @@ DEV_SETTINGS: dict[str, Any] = {
     # lists need a resolver that the lists answer; the appliance keeps both on.
     "dnsbl.enabled": False,
     "greylist.enabled": False,
+    # A dev box on loopback talks to nobody outside: the DNS page's port 25 probe is off.
+    "dns.port25_target": "",
 }
 
 
@@ -53,9 +56,14 @@ def register(commands: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    current = context.settings(args)
+    found = context.effective(args)     # mailstead.toml, then mailstead.db's values
+    current = found.settings
     log.configure(current.get_str("log.level"))
     datadir.prepare(current)
+    if current.get_str("log.file"):     # inside data_dir, which prepare() made (mode 0700)
+        log.configure(current.get_str("log.level"), current.data_path("log.file"),
+                      current.get_int("log.file_max_size"))
+    log_ignored(found.ignored)
     try:
         return workers.run(current)
     except OSError as exc:

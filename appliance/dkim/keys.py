@@ -26,6 +26,10 @@ DKIM_DIR = "dkim"
 STATE_FILE = "state.json"
 RSA_BITS = 2048
 SELECTOR_PREFIX = "ms"
+MAX_CACHED_RECORDS = 1024    # public records kept (two per domain and pair); then afresh
+
+# key file -> ((inode, mtime_ns, size), TXT value): see public_record. Holds public data only.
+_PUBLIC_RECORDS: dict[Path, tuple[tuple[int, int, int], str]] = {}
 
 
 class DkimKeyError(ValueError):
@@ -193,8 +197,27 @@ def signing_keys(data_dir: Path, domain: str) -> list[SigningKey]:
 
 def public_record(data_dir: Path, domain: str, selector: str) -> str:
     """The TXT record value for `selector` (RFC 6376 3.6.1; RFC 8463 4 for Ed25519, whose
-    p= is the raw 32-byte public key)."""
-    key = _private_key(data_dir, domain, selector)
+    p= is the raw 32-byte public key).
+
+    Loading an RSA private key checks it and costs milliseconds, so the record is kept per
+    key file while its inode, mtime and size stay the same: a key written anew (always by
+    an atomic rename, so a new inode) is read again.
+    """
+    path = domain_dir(data_dir, domain) / f"{selector}.pem"
+    status = path.stat()
+    stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
+    cached = _PUBLIC_RECORDS.get(path)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    record = _record_of(_private_key(data_dir, domain, selector))
+    if len(_PUBLIC_RECORDS) >= MAX_CACHED_RECORDS:
+        _PUBLIC_RECORDS.clear()
+    # Stamped before reading: a file replaced in between is read again on the next call.
+    _PUBLIC_RECORDS[path] = (stamp, record)
+    return record
+
+
+def _record_of(key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey) -> str:
     if isinstance(key, rsa.RSAPrivateKey):
         der = key.public_key().public_bytes(serialization.Encoding.DER,
                                             serialization.PublicFormat.SubjectPublicKeyInfo)

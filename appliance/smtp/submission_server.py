@@ -16,10 +16,12 @@ from appliance.checks.pipeline import build_checks
 from appliance.core import log
 from appliance.core.ratelimit import SlidingWindowLimiter
 from appliance.outbound.service import build_deliverer, space_guard
+from appliance.pipeline.vacation import attach_vacation
 from appliance.settings import Settings
 from appliance.smtp.connections import ConnectionTracker, Listener
 from appliance.smtp.session import MailsteadSMTP
 from appliance.smtp.submission import SubmissionHandler
+from appliance.storage.app_passwords import AppPasswordStore
 from appliance.storage.db import open_database
 from appliance.storage.directory import SqliteDirectory
 
@@ -31,14 +33,21 @@ TLS_HANDSHAKE_TIMEOUT = 20.0
 def build_login_guard(settings: Settings) -> LoginGuard:
     """The process's login guard, verifying against mailstead.db (a connection per thread)."""
     data_dir = settings.data_dir
-    verifier = ThreadLocalVerifier(lambda: SqliteDirectory(open_database(data_dir)),
-                                   Passwords.from_settings(settings))
+    passwords = Passwords.from_settings(settings)
+    # Mail logins also accept the account's app passwords (appliance.auth.verify).
+    verifier = ThreadLocalVerifier(
+        lambda: SqliteDirectory(open_database(data_dir)), passwords,
+        open_app_passwords=lambda: AppPasswordStore(open_database(data_dir), passwords))
     return LoginGuard.from_settings(settings, verifier)
 
 
 def build_handler(settings: Settings, executor: Executor, guard: LoginGuard) -> SubmissionHandler:
+    directory = SqliteDirectory(open_database(settings.data_dir))
+    # Local recipients of a colleague's message get their vacation replies sent too.
+    deliverer = attach_vacation(settings, build_deliverer(settings, executor), executor,
+                                directory)
     return SubmissionHandler(
-        SqliteDirectory(open_database(settings.data_dir)), build_deliverer(settings, executor),
+        directory, deliverer,
         guard, SlidingWindowLimiter(settings.get_int("submission.rate_limit_messages"),
                                     settings.get_int("submission.rate_limit_window")),
         hostname=settings.get_str("server.hostname"),

@@ -2,7 +2,10 @@
 
 Expansion order for a local address (the way Postfix applies virtual aliases first):
 a specific alias, else the account itself, else `local+detail` without the detail, else the
-domain's catch-all. Loops are cut by remembering every address already expanded.
+domain's catch-all. An account with forwarding (set in the console's self-service pages,
+`storage/account_settings.py`) expands to its targets, plus its own mailbox when it keeps a
+copy. Loops are cut by remembering every address already expanded; a forwarding whose
+targets all lead back (a loop) delivers to the account itself, so nothing is lost.
 Resolutions are memoised until the database changes (`PRAGMA data_version`).
 """
 
@@ -57,6 +60,7 @@ class _Expansion:
     seen: set[str]
     disabled: bool = False
     catch_all: bool = True      # False when asking who may send as an address
+    forwarding: bool = True     # False then too: forwarding grants no right to send as B
 
 
 class SqliteDirectory:
@@ -132,14 +136,31 @@ class SqliteDirectory:
             return None
         return str(row["password_hash"]) if row is not None and row["enabled"] else None
 
-    def list_accounts(self, domain: str | None = None) -> list[Account]:
-        sql = _ACCOUNT_SELECT
-        params: tuple[str, ...] = ()
-        if domain is not None:
-            sql += " WHERE d.name = ?"
-            params = (normalise_domain(domain),)
-        rows = self._conn.execute(sql + " ORDER BY d.name, a.local_key", params)
-        return [_account(r) for r in rows]
+    def list_accounts(self, domain: str | None = None, *, contains: str = "",
+                      limit: int | None = None, offset: int = 0) -> list[Account]:
+        """Accounts in address order, optionally of one `domain`, whose address holds
+        `contains` (case-insensitive), and only `limit` of them from `offset` (paging)."""
+        where, params = _account_filter(domain, contains)
+        sql = _ACCOUNT_SELECT + where + " ORDER BY d.name, a.local_key"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params += (max(limit, 0), max(offset, 0))
+        return [_account(r) for r in self._conn.execute(sql, params)]
+
+    def count_accounts(self, domain: str | None = None, contains: str = "") -> int:
+        """How many accounts `list_accounts(domain, contains=contains)` would list."""
+        where, params = _account_filter(domain, contains)
+        # `where` is made of fixed fragments; the values are parameters.
+        row = self._conn.execute("SELECT count(*) FROM accounts a JOIN domains d "  # noqa: S608
+                                 "ON d.id = a.domain_id" + where, params).fetchone()
+        return int(row[0])
+
+    def domain_counts(self) -> dict[str, int]:
+        """Every domain (in name order) with its number of accounts, in one query."""
+        rows = self._conn.execute(
+            "SELECT d.name, count(a.id) FROM domains d LEFT JOIN accounts a "
+            "ON a.domain_id = d.id GROUP BY d.id ORDER BY d.name")
+        return {str(r[0]): int(r[1]) for r in rows}
 
     def set_password_hash(self, address: str, password_hash: str) -> None:
         self._update_account(address, "password_hash = ?", password_hash)
@@ -240,7 +261,7 @@ class SqliteDirectory:
     def _sender_owners(self, address: Address) -> frozenset[str]:
         if not self.is_local_domain(address.domain):
             return frozenset()
-        state = _Expansion({}, {}, set(), catch_all=False)
+        state = _Expansion({}, {}, set(), catch_all=False, forwarding=False)
         self._expand(address, state, 0)
         return frozenset(parse_address(m.address).key for m in state.mailboxes.values())
 
@@ -290,13 +311,29 @@ class SqliteDirectory:
             (domain, local_key)).fetchone()
         if row is None:
             return False
-        if row["enabled"]:
-            account = _account(row)
-            state.mailboxes.setdefault(account.id, Mailbox(account.id, account.address,
-                                                           account.maildir, account.quota_bytes))
-        else:
+        if not row["enabled"]:
             state.disabled = True
+            return True
+        account = _account(row)
+        if state.forwarding and self._forward(account.id, state, depth):
+            return True
+        state.mailboxes.setdefault(account.id, Mailbox(account.id, account.address,
+                                                       account.maildir, account.quota_bytes))
         return True
+
+    def _forward(self, account_id: int, state: _Expansion, depth: int) -> bool:
+        """Expand the account's forwarding targets; True when that replaces its mailbox
+        (no copy kept, and the targets led somewhere)."""
+        keep = self._conn.execute("SELECT keep_copy FROM forwarding WHERE account_id = ?",
+                                  (account_id,)).fetchone()
+        if keep is None:
+            return False
+        before = len(state.mailboxes) + len(state.remote)
+        for (target,) in self._conn.execute(
+                "SELECT target FROM forwarding_targets WHERE account_id = ? ORDER BY rowid",
+                (account_id,)).fetchall():
+            self._expand_target(str(target), state, depth)
+        return not keep[0] and len(state.mailboxes) + len(state.remote) > before
 
     def _expand_target(self, target: str, state: _Expansion, depth: int) -> None:
         try:
@@ -308,6 +345,23 @@ class SqliteDirectory:
 _ACCOUNT_SELECT = ("SELECT a.id, a.local_part, d.name AS domain, a.enabled, a.quota_bytes, "
                    "a.password_hash, "
                    "a.maildir FROM accounts a JOIN domains d ON d.id = a.domain_id")
+
+
+def _account_filter(domain: str | None, contains: str) -> tuple[str, tuple[object, ...]]:
+    """The WHERE clause (and its parameters) for `list_accounts` and `count_accounts`.
+
+    `contains` is matched against `local_key@domain`: the casefolded local part and the
+    A-label domain, so the match ignores case as `Address.key` does.
+    """
+    terms: list[str] = []
+    params: tuple[object, ...] = ()
+    if domain is not None:
+        terms.append("d.name = ?")
+        params += (normalise_domain(domain),)
+    if contains:
+        terms.append("instr(a.local_key || '@' || d.name, ?) > 0")
+        params += (contains.casefold(),)
+    return (" WHERE " + " AND ".join(terms) if terms else ""), params
 
 
 def _account(row: sqlite3.Row) -> Account:

@@ -25,7 +25,7 @@ def values_for(setting: Setting) -> st.SearchStrategy[Any]:
             return SIZES                     # lists (zones, domains) and scores: their own
         # tests cover them; here the default
         if _accepted(setting, "127.0.0.1:3310") and not _accepted(setting, "zone.example"):
-            return ADDRESSES
+            return ADDRESSES if _accepted(setting, "/run/clamd.ctl") else HOST_PORTS
         return st.just(setting.default)
     return TEXT
 
@@ -34,10 +34,9 @@ SIZES = st.one_of(
     st.builds(lambda n, u: f"{n}{u}", st.integers(0, 10**6),
               st.sampled_from(["", "K", "MiB", "G", "TB"])),
     st.builds(lambda p: f"{p}%", st.integers(0, 100)))
-ADDRESSES = st.one_of(
-    st.builds(lambda h, p: f"{h}:{p}", st.sampled_from(["127.0.0.1", "[::1]", "av"]),
-              st.integers(1, 65535)),
-    TEXT.map(lambda t: "/" + t))
+HOST_PORTS = st.builds(lambda h, p: f"{h}:{p}", st.sampled_from(["127.0.0.1", "[::1]", "av"]),
+                       st.integers(1, 65535))
+ADDRESSES = st.one_of(HOST_PORTS, TEXT.map(lambda t: "/" + t))     # clamd: TCP or a socket
 
 
 def _accepted(setting: Setting, value: str) -> bool:

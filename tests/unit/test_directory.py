@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from appliance.core.addresses import AddressError, parse_address
+from appliance.storage.account_settings import AccountSettings, Forwarding
 from appliance.storage.db import open_database
 from appliance.storage.directory import Alias, DirectoryError, SqliteDirectory
 from appliance.storage.interfaces import RecipientStatus, Resolution
@@ -104,6 +105,57 @@ def test_accounts_listed_by_domain(directory: SqliteDirectory) -> None:
     assert [a.address for a in directory.list_accounts("OTHER.test")] == ["carol@other.test"]
 
 
+def test_accounts_paged_in_sql_at_the_page_edges(directory: SqliteDirectory) -> None:
+    addresses = [f"user{n:03d}@example.test" for n in range(25)]
+    for address in reversed(addresses):
+        directory.add_account(address, HASH)
+
+    def page(limit: int, offset: int) -> list[str]:
+        return [a.address for a in directory.list_accounts(limit=limit, offset=offset)]
+
+    assert page(10, 0) == addresses[:10]
+    assert page(10, 10) == addresses[10:20]
+    assert page(10, 20) == addresses[20:]          # the last, short page
+    assert page(10, 25) == []                       # just past the end
+    assert page(25, 0) == addresses                 # exactly one full page
+    assert page(0, 0) == []
+    assert directory.count_accounts() == 25
+    assert [a.address for a in directory.list_accounts()] == addresses   # no limit: all
+
+
+def test_accounts_filtered_in_sql(directory: SqliteDirectory) -> None:
+    directory.add_domain("other.test")
+    for address in ("Alice.Smith@example.test", "bob@example.test", "alice@other.test",
+                    "ÉLODIE@example.test", "100%_off@example.test"):
+        directory.add_account(address, HASH)
+
+    def listed(contains: str, domain: str | None = None) -> list[str]:
+        found = [a.address for a in directory.list_accounts(domain, contains=contains)]
+        assert directory.count_accounts(domain, contains) == len(found)
+        return found
+
+    assert listed("ALICE") == ["Alice.Smith@example.test", "alice@other.test"]
+    assert listed("alice", "other.test") == ["alice@other.test"]
+    assert listed("élodie") == ["ÉLODIE@example.test"]       # casefolded, beyond ASCII
+    assert listed("smith@example") == ["Alice.Smith@example.test"]   # across the @
+    assert listed("%_") == ["100%_off@example.test"]          # no LIKE wildcards
+    assert listed("_") == ["100%_off@example.test"]
+    assert listed("nobody") == []
+    assert [a.address for a in directory.list_accounts(contains="a", limit=1, offset=1)] \
+        == listed("a")[1:2]
+
+
+def test_domain_counts_in_one_query(directory: SqliteDirectory) -> None:
+    directory.add_domain("empty.test")
+    directory.add_domain("other.test")
+    for address in ("a@example.test", "b@example.test", "c@other.test"):
+        directory.add_account(address, HASH)
+    assert directory.domain_counts() == {"empty.test": 0, "example.test": 2, "other.test": 1}
+    assert directory.count_accounts() == 3
+    assert directory.count_accounts("example.test") == 2
+    assert directory.count_accounts("empty.test") == 0
+
+
 def test_password_hash_enable_disable(directory: SqliteDirectory) -> None:
     directory.add_account("alice@example.test", HASH)
     assert directory.password_hash("Alice@example.test") == HASH
@@ -189,6 +241,52 @@ def test_external_alias_target_is_remote(directory: SqliteDirectory) -> None:
     assert resolution.status is RecipientStatus.DELIVER
     assert resolution.remote == ("Friend@elsewhere.org",)
     assert [m.address for m in resolution.mailboxes] == ["alice@example.test"]
+
+
+# -- forwarding (set by the account's owner in the console) --------------------------------
+
+def forward(directory: SqliteDirectory, address: str, *targets: str, keep: bool) -> None:
+    AccountSettings(directory._conn).set_forwarding(address, Forwarding(targets, keep))
+
+
+def test_forwarding_with_a_copy(directory: SqliteDirectory) -> None:
+    directory.add_account("alice@example.test", HASH)
+    directory.add_account("bob@example.test", HASH)
+    forward(directory, "alice@example.test", "bob@example.test", "Alice@Elsewhere.ORG",
+            keep=True)
+    resolution = resolve(directory, "alice+news@example.test")
+    assert delivered_to(resolution) == ["alice@example.test", "bob@example.test"]
+    assert resolution.remote == ("Alice@elsewhere.org",)
+
+
+def test_forwarding_without_a_copy_and_through_an_alias(directory: SqliteDirectory) -> None:
+    directory.add_account("alice@example.test", HASH)
+    directory.add_account("bob@example.test", HASH)
+    directory.add_alias("team@example.test", "alice@example.test")
+    forward(directory, "alice@example.test", "bob@example.test", keep=False)
+    assert delivered_to(resolve(directory, "alice@example.test")) == ["bob@example.test"]
+    assert delivered_to(resolve(directory, "team@example.test")) == ["bob@example.test"]
+    forward(directory, "alice@example.test", keep=False)          # no targets: off again
+    assert delivered_to(resolve(directory, "alice@example.test")) == ["alice@example.test"]
+
+
+def test_forwarding_loop_delivers_to_the_account(directory: SqliteDirectory) -> None:
+    directory.add_account("alice@example.test", HASH)
+    directory.add_account("bob@example.test", HASH)
+    forward(directory, "alice@example.test", "bob@example.test", keep=False)
+    forward(directory, "bob@example.test", "alice@example.test", keep=False)
+    assert delivered_to(resolve(directory, "alice@example.test")) == ["bob@example.test"]
+    assert delivered_to(resolve(directory, "bob@example.test")) == ["alice@example.test"]
+
+
+def test_forwarding_of_a_disabled_account_and_sender_rights(directory: SqliteDirectory) -> None:
+    directory.add_account("alice@example.test", HASH)
+    directory.add_account("bob@example.test", HASH)
+    forward(directory, "alice@example.test", "bob@example.test", keep=False)
+    # Forwarding gives bob alice's mail, not the right to send as alice.
+    assert directory.sender_owners(parse_address("alice@example.test")) == {"alice@example.test"}
+    directory.set_enabled("alice@example.test", False)
+    assert resolve(directory, "alice@example.test") == Resolution(RecipientStatus.DISABLED)
 
 
 # -- resolution ----------------------------------------------------------------------------

@@ -1,0 +1,125 @@
+"""Alert mail: what the admin receives when an alert is raised, changes, is still there a
+day later, or clears. Delivered by Mailstead's own Deliverer (a local Maildir, or the
+outbound queue for an outside address), the route the DMARC aggregate reports take
+(reports/sender.py), so no outside service is involved.
+
+The mail has a null envelope sender and `Auto-Submitted: auto-generated` (RFC 3834 5):
+no bounce and no vacation reply loops back to the monitor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+
+from appliance.core.addresses import AddressError, parse_address
+from appliance.hardware.alerts import Notice
+from appliance.outbound.spool import Spool
+from appliance.outbound.wake import send_wake, wake_socket_path
+from appliance.pipeline.deliver import Deliverer
+from appliance.pipeline.route import Accepted
+from appliance.storage.directory import SqliteDirectory
+from appliance.storage.interfaces import RecipientStatus, Resolution
+from appliance.storage.maildir.store import MaildirStore
+
+QUEUE_DIR = "queue"       # outbound/service.py's spool directory in data_dir
+
+EVENT_WORDS = {"raised": "NEW", "changed": "CHANGED", "reminder": "STILL", "cleared": "CLEARED"}
+
+
+def primary_domain(hostname: str, domains: list[str]) -> str | None:
+    """The rule of reports/sender.py's primary_domain (tests keep the two equal): the host
+    name's own domain or a parent of it when local, else the first local domain by name.
+    Repeated here because importing the reports package would double the monitor's memory."""
+    labels = hostname.lower().rstrip(".").split(".")
+    for start in range(len(labels) - 1):
+        if ".".join(labels[start:]) in domains:
+            return ".".join(labels[start:])
+    return sorted(domains)[0] if domains else None
+
+
+def deliverer(data_dir: Path, executor: Executor, messages_limit: int = 0) -> Deliverer:
+    """A Deliverer as outbound/service.py's build_deliverer makes it (Maildirs, the spool,
+    a wake-up for the queue runner), without the free-space floor (alerts skip it) or
+    delivery notices (alerts ask for none). Built here so the monitor does not import the
+    outbound transport, DKIM and DNS it never uses (about 20 MB of memory)."""
+    wake = wake_socket_path(data_dir / QUEUE_DIR)
+    return Deliverer(MaildirStore(data_dir), Spool(data_dir / QUEUE_DIR), executor,
+                     messages_limit=messages_limit, on_queued=lambda: send_wake(wake))
+
+
+def admin_address(configured: str, hostname: str, directory: SqliteDirectory) -> str | None:
+    """`monitor.admin_address`, else postmaster@<primary domain>; None without domains."""
+    if configured:
+        return configured
+    domain = primary_domain(hostname, directory.list_domains())
+    return f"postmaster@{domain}" if domain else None
+
+
+def sender_address(hostname: str, directory: SqliteDirectory, admin: str) -> str:
+    """From: postmaster@<primary domain>, a mailbox of ours that the outbound runner signs
+    for (an outside admin address in From would fail DMARC at the admin's provider)."""
+    domain = primary_domain(hostname, directory.list_domains())
+    return f"postmaster@{domain}" if domain else admin
+
+
+def subject(notices: Sequence[Notice]) -> str:
+    first = sorted(notices, key=_rank)[0]
+    word = "OK" if first.event == "cleared" else first.level.upper()
+    more = f" (+{len(notices) - 1} more)" if len(notices) > 1 else ""
+    return f"[Mailstead {word}] {EVENT_WORDS[first.event].capitalize()}: {first.title}{more}"
+
+
+def _rank(notice: Notice) -> tuple[int, str]:
+    order = {"critical": 0, "warning": 1, "ok": 2}
+    return order.get(notice.level, 3), notice.key
+
+
+def body(notices: Sequence[Notice], hostname: str) -> str:
+    parts = [f"The hardware monitor of {hostname} reports:\n"]
+    for notice in sorted(notices, key=_rank):
+        since = datetime.fromtimestamp(notice.first_seen, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        parts.append(f"{EVENT_WORDS[notice.event]} {notice.level.upper()}: {notice.title}\n"
+                     f"{notice.text}\n(first seen {since}; alert key {notice.key})\n")
+    parts.append("`mailstead health` shows the current state. A problem that stays is "
+                 "mailed again once a day; every change is mailed at once.\n")
+    return "\n".join(parts)
+
+
+def compose(notices: Sequence[Notice], sender: str, to: str, hostname: str,
+            now: datetime | None = None) -> bytes:
+    """One mail for all of one poll's notices; CRLF line ends."""
+    message = EmailMessage()
+    message["From"] = f"Mailstead monitor <{sender}>"
+    message["To"] = to
+    message["Subject"] = subject(notices)
+    message["Date"] = format_datetime(now or datetime.now(UTC))
+    message["Message-ID"] = make_msgid(domain=hostname)
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(body(notices, hostname))
+    return message.as_bytes(policy=SMTP)
+
+
+def recipient(address: str, directory: SqliteDirectory) -> Accepted | None:
+    """The admin address as the Deliverer wants it; None for an unknown local user."""
+    try:
+        parsed = parse_address(address)
+    except AddressError:
+        return None
+    resolution = directory.resolve(parsed)
+    if resolution.status in (RecipientStatus.UNKNOWN, RecipientStatus.DISABLED):
+        return None
+    if resolution.status is RecipientStatus.NOT_LOCAL:
+        resolution = Resolution(RecipientStatus.NOT_LOCAL)
+    return Accepted(str(parsed), resolution)
+
+
+async def send(deliverer: Deliverer, to: Accepted, message: bytes) -> str:
+    """Store the alert durably (Maildir or queue); the free-space floor is not applied:
+    an alert about a full disk must still get through. Returns the queue id."""
+    return await deliverer.accept(message, "", [to], enforce_floor=False)
