@@ -3,7 +3,8 @@
 #
 #   ./build.sh run     start the appliance in dev mode on loopback (data in ./var/)
 #   ./build.sh test    install what the tests need and run the whole suite
-#   ./build.sh image   build the OS image (not built yet: see issue 8)
+#   ./build.sh image   build the appliance disk image into out/ (root; image/README.md)
+#   ./build.sh image-test  boot out/'s image in qemu and check it from the host
 #   ./build.sh help    this text
 #
 # Works on a fresh Debian 12 with only python3: it installs python3-venv (and the Debian
@@ -15,12 +16,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VENV=$ROOT/.venv
 PY=$VENV/bin/python
 DEV_DATA=$ROOT/var
-TEST_DEBS=(swaks libnet-ssleay-perl knot curl isync smartmontools mdadm chromium chromium-driver)   # swaks (+ its STARTTLS), Knot DNS for test zones, IMAP clients (curl, mbsync), the hardware monitor's tools (smartctl, mdadm), headless chromium + chromedriver (console browser test)
+TEST_DEBS=(swaks libnet-ssleay-perl knot curl isync smartmontools mdadm chromium chromium-driver pebble nftables systemd iproute2 fdisk)   # swaks (+ its STARTTLS), Knot DNS for test zones, Pebble (a test ACME CA), IMAP clients (curl, mbsync), the hardware monitor's tools (smartctl, mdadm), headless chromium + chromedriver (console browser test), nft, systemd-analyze, ip and sfdisk (the image definition tests)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
 
-usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 apt_install() {
     # Install Debian packages that are missing; needs root (or says what to run).
@@ -121,14 +122,29 @@ cmd_test() {
     return "$status"
 }
 
+IMAGE_TEST_DEBS=(qemu-system-x86 qemu-utils ovmf e2fsprogs fdisk)   # TCG boot under UEFI; debugfs, sfdisk for the probe
+
 cmd_image() {
-    die "the OS image is not built yet (issue 8: the appliance image); nothing was made"
+    # The whole build is image/build-image.sh (it installs its own tools with apt).
+    [ "$(id -u)" -eq 0 ] || die "./build.sh image needs root (chroot and bind mounts)"
+    bash "$ROOT/image/build-image.sh" "$@"
+}
+
+cmd_image_test() {
+    # Boots the image that `./build.sh image` made (building it first if there is none).
+    local version img
+    version=$(python3 -c 'import tomllib,sys; print(tomllib.load(open(sys.argv[1],"rb"))["project"]["version"])' "$ROOT/pyproject.toml")
+    img=$ROOT/out/mailstead-$version-amd64.img
+    [ -f "$img" ] || cmd_image
+    apt_install "${IMAGE_TEST_DEBS[@]}"
+    python3 "$ROOT/tests/image/vm_checks.py" "$img" "$@"
 }
 
 case "${1:-help}" in
     run) shift; cmd_run "$@" ;;
     test) shift; cmd_test "$@" ;;
     image) shift; cmd_image "$@" ;;
+    image-test) shift; cmd_image_test "$@" ;;
     help|-h|--help) usage ;;
     *) usage >&2; exit 2 ;;
 esac

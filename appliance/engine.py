@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from appliance.auth.guard import LoginGuard
 from appliance.checks.pipeline import build_checks
 from appliance.checks.ratelimit_clients import ClientRateLimits
-from appliance.core import log
+from appliance.core import gcpolicy, log
 from appliance.imap.server import start_imap
 from appliance.outbound.service import (
     QueueService,
@@ -157,6 +157,7 @@ async def run_engine(settings: Settings, role: Role = SINGLE_PROCESS) -> None:
             running = _Running([await start_mx(settings, executor, role.reuse_port)])
         if role.supervisor is not None:
             running.tasks.append(asyncio.ensure_future(_watch(role.supervisor, stop)))
+        gcpolicy.apply()        # start-up is done: freeze it, raise the thresholds
         log.event("engine.ready", hostname=settings.get_str("server.hostname"), slot=role.slot)
         if role.ready is not None:
             role.ready()

@@ -229,6 +229,21 @@ SCHEMA: tuple[Setting, ...] = (
             "PEM certificate chain (relative to data_dir).", path=True),
     Setting("tls", "key_file", str, "tls/key.pem",
             "PEM private key, mode 0600 (relative to data_dir).", path=True),
+    Setting("tls", "acme_enabled", bool, False,
+            "Get and renew the certificate from an ACME CA (RFC 8555, HTTP-01 answered by "
+            "the console on port 80): needs the host name in public DNS, pointing here."),
+    Setting("tls", "acme_directory", str, "https://acme-v02.api.letsencrypt.org/directory",
+            "The ACME CA's directory URL (Let's Encrypt production by default).",
+            validate=_owned_by("appliance.tls.acme_settings:parse_directory_url"),
+            accepted_text="an https:// URL"),
+    Setting("tls", "acme_email", str, "",
+            "Contact address given to the ACME CA for expiry and policy notices (empty: "
+            "none).", optional=True,
+            validate=_owned_by("appliance.tls.acme_settings:parse_contact"),
+            accepted_text="an email address or empty"),
+    Setting("tls", "acme_ca_file", str, "",
+            "PEM CA bundle that verifies the ACME directory's HTTPS (empty: the system's "
+            "CAs; for a private CA).", path=True, optional=True),
     Setting("log", "level", str, "info", "Log level.",
             choices=("debug", "info", "warning", "error")),
     Setting("log", "file", str, "log/engine.jsonl",
@@ -672,7 +687,9 @@ _CONSOLE_SECTIONS = frozenset({
     "console", "limits", "pop3", "imap", "submission", "queue", "antivirus", "checks",
     "dnsbl", "greylist", "client_limits", "spam", "reports", "dns", "auth"})
 _CONSOLE_KEYS = frozenset({"server.hostname", "server.timezone", "log.level",
-                           "outbound.mta_sts"})
+                           "outbound.mta_sts",
+                           # the wizard's TLS step turns ACME on (appliance/tls/acme_client)
+                           "tls.acme_enabled", "tls.acme_directory", "tls.acme_email"})
 # Boot-level (mailstead.toml only), besides every path and the sections not named above:
 # what must be known before mailstead.db can be read or binds the box to its machine
 # (paths, listen, tls files, dev_mode, log file, engine processes); capacity tuned to the

@@ -3,7 +3,8 @@
 Headers (OWASP secure headers): a Content-Security-Policy without inline script, framing
 refused twice (X-Frame-Options for old browsers, frame-ancestors for new), no MIME sniffing,
 no referrer, no caching of pages (they may show secrets once), HSTS over HTTPS (RFC 6797).
-Requests from outside `console.allowed_networks` get 403; plain HTTP is refused except for
+Requests from outside `console.allowed_networks` get 403; plain HTTP is refused (a GET is
+redirected to HTTPS, RFC 9110 15.4.9: 308 keeps the method) except for
 the dev console on loopback. Views that mail clients and other mail servers fetch from
 anywhere (autoconfig, Autodiscover, the MTA-STS policy) are marked `@public`: no network or
 HTTPS check, and no first-boot redirect; they must not use the session.
@@ -15,8 +16,9 @@ import ipaddress
 from collections.abc import Callable
 from functools import lru_cache
 from typing import TypeVar
+from urllib.parse import urlsplit
 
-from flask import Flask, Response, abort, current_app, request
+from flask import Flask, Response, abort, current_app, redirect, request
 
 from webui import services
 
@@ -87,7 +89,20 @@ def _check_client() -> None:
     if not client_allowed(request.remote_addr or "", services.option("console.allowed_networks")):
         abort(403, "the console answers only the local network")
     if not request.is_secure and not plain_http_allowed():
+        if request.method in ("GET", "HEAD"):      # a browser that typed http://: send it on
+            abort(redirect(https_url(), 308))
         abort(403, "use HTTPS: the console accepts plain HTTP only in dev mode on loopback")
+
+
+def https_url() -> str:
+    """This request's URL over HTTPS on the console's port (the Host the client used: like
+    a web server's `https://$host$request_uri`, it can only send the client back to us)."""
+    host = urlsplit("//" + request.host).hostname or "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    port = int(services.option("listen.console_port"))
+    target = request.full_path if request.query_string else request.path
+    return f"https://{host}{'' if port == 443 else f':{port}'}{target}"
 
 
 def _add_headers(response: Response) -> Response:

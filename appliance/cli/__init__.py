@@ -18,6 +18,7 @@ from appliance.cli import (
     report_cmds,
     run_cmds,
     spam_cmds,
+    tls_cmds,
 )
 from appliance.cli.context import CliError
 from appliance.core.addresses import AddressError
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     spam_cmds.register(commands)
     console_cmds.register(commands)
     monitor_cmds.register(commands)
+    tls_cmds.register(commands)
     return parser
 
 

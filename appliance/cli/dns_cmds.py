@@ -15,9 +15,6 @@ from typing import Any
 from appliance.cli import context
 from appliance.cli.context import CliError
 from appliance.core.addresses import normalise_domain
-from webui import dns_notify, dns_store
-from webui.dns_check import SERVER, domain_records, facts_from_settings
-from webui.dns_records import zone_file
 
 STATE_MARK = {"ok": "ok     ", "missing": "MISSING", "wrong": "WRONG  ", "error": "ERROR  "}
 
@@ -36,6 +33,11 @@ def register(commands: Any) -> None:
 
 
 def dns_command(args: argparse.Namespace) -> int:
+    # The console's modules (and Flask with them) load only for this command: the engine
+    # runs through this command line too, and must not carry them.
+    from webui import dns_notify, dns_store
+    from webui.dns_check import domain_records, facts_from_settings
+    from webui.dns_records import zone_file
     current = context.settings(args)
     directory, conn = context.open_directory(current)
     try:
@@ -67,6 +69,8 @@ def dns_command(args: argparse.Namespace) -> int:
 
 def _report(conn: Any, domains: list[str], changes: int) -> int:
     """Print the stored results; exit status 1 when any check is not ok."""
+    from webui import dns_store
+    from webui.dns_check import SERVER
     bad = 0
     for scope in [SERVER, *domains]:
         print(f"== {scope or 'this server'}")

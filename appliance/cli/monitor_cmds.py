@@ -17,13 +17,7 @@ from typing import Any
 
 from appliance.cli import context
 from appliance.core import log
-from appliance.hardware.alerts import AlertBook
-from appliance.hardware.collect import Collector
-from appliance.hardware.monitor import Monitor, exit_status, serve
 from appliance.hardware.readers.mdstat import MDSTAT
-from appliance.hardware.rules import evaluate
-from appliance.hardware.rules.base import Thresholds
-from appliance.hardware.status import state, text
 from appliance.storage.db import open_database
 
 
@@ -47,6 +41,8 @@ def _mdstat_option(parser: argparse.ArgumentParser) -> None:
 
 
 def monitor_command(args: argparse.Namespace) -> int:
+    from appliance.hardware.collect import Collector
+    from appliance.hardware.monitor import Monitor, exit_status, serve
     current = context.settings(args)
     log.configure(current.get_str("log.level"))
     if not current.data_dir.is_dir():
@@ -59,6 +55,12 @@ def monitor_command(args: argparse.Namespace) -> int:
 
 
 def health_command(args: argparse.Namespace) -> int:
+    from appliance.hardware.alerts import AlertBook
+    from appliance.hardware.collect import Collector
+    from appliance.hardware.monitor import exit_status
+    from appliance.hardware.rules import evaluate
+    from appliance.hardware.rules.base import Thresholds
+    from appliance.hardware.status import state, text
     current = context.settings(args)
     limits = Thresholds.from_settings(current)
     snapshot = Collector(current.data_dir, args.mdstat).collect()

@@ -63,18 +63,20 @@ def resolve_seqs(session: ImapSession, numbers: SequenceSet, uid: bool) -> list[
                 if seq is not None]
     _check_sequence_numbers(numbers, view.exists)
     wanted = numbers.resolve(view.exists, saved).clip(view.exists)
-    if wanted.ranges == ((1, view.exists),):      # 1:*, the usual resync: no set walk
+    if wanted.is_range(1, view.exists):      # 1:*, the usual resync: no set walk
         return list(range(1, view.exists + 1))
-    return list(wanted)
+    return wanted.to_list()
 
 
 def _check_sequence_numbers(numbers: SequenceSet, exists: int) -> None:
     """RFC 9051 9 (seq-number): a message sequence number above the number of messages,
     or "*" in an empty mailbox, is a client error (BAD), as Dovecot answers too."""
-    for low, high in numbers.ranges:
-        for value in (low, high):
-            if value > exists or (value == STAR and exists == 0):
-                raise CommandError(None, r.BAD_SEQUENCE)
+    ranges = numbers.ranges
+    if not ranges:
+        return
+    if max(max(pair) for pair in ranges) > exists or (
+            exists == 0 and any(STAR in pair for pair in ranges)):
+        raise CommandError(None, r.BAD_SEQUENCE)
 
 
 # -- FETCH -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ mailbox into a compact set of sorted, disjoint ranges with fast membership and i
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -56,12 +57,45 @@ def _range_text(low: int, high: int) -> str:
     return one(low) if low == high else f"{one(low)}:{one(high)}"
 
 
+# A well-formed set of plain numbers and "*", matched in one step (a client's list of 100
+# numbers costs one regex and a split instead of 300 cursor steps). Anything else -- a
+# zero, a number past UINT32_MAX, a "," or ":" with nothing after it -- goes through the
+# step-by-step parser below, which gives the exact error.
+_NUMBER = rb"(?:[1-9][0-9]{0,9}|\*)"
+_WELL_FORMED = re.compile(rb"%s(?::%s)?(?:,%s(?::%s)?)*(?![0-9:,*])" % ((_NUMBER,) * 4))
+
+
 def sequence_set(c: Cursor, allow_saved: bool = True) -> SequenceSet:
     """Parse a sequence-set (or "$" when `allow_saved`)."""
     if c.accept(b"$"):
         if not allow_saved:
             raise ParseError("$ is not allowed here")
         return SequenceSet(saved=True)
+    start = c.pos
+    found = c.match(_WELL_FORMED)
+    if found is not None:
+        ranges = _ranges_of(found.group())
+        if ranges is not None:
+            return SequenceSet(ranges)
+        c.pos = start
+    return _sequence_set_by_steps(c)
+
+
+def _ranges_of(text: bytes) -> tuple[tuple[int, int], ...] | None:
+    """The ranges of a `_WELL_FORMED` set; None when a number is past UINT32_MAX."""
+    ranges: list[tuple[int, int]] = []
+    append = ranges.append
+    for item in text.split(b","):
+        low_text, _colon, high_text = item.partition(b":")
+        low = STAR if low_text == b"*" else int(low_text)
+        high = low if not high_text else STAR if high_text == b"*" else int(high_text)
+        append((low, high))
+    if any(low > UINT32_MAX or high > UINT32_MAX for low, high in ranges):
+        return None
+    return tuple(ranges)
+
+
+def _sequence_set_by_steps(c: Cursor) -> SequenceSet:
     ranges: list[tuple[int, int]] = []
     while True:
         low = _seq_number(c)
@@ -99,7 +133,10 @@ class NumberSet:
     @classmethod
     def from_ranges(cls, pairs: Iterable[tuple[int, int]]) -> NumberSet:
         merged: list[tuple[int, int]] = []
-        for low, high in sorted(pairs):
+        ordered = sorted(pairs)
+        if all(ordered[i][1] + 1 < ordered[i + 1][0] for i in range(len(ordered) - 1)):
+            return cls(ordered)         # already disjoint and apart (a client's list)
+        for low, high in ordered:
             if merged and low <= merged[-1][1] + 1:
                 if high > merged[-1][1]:
                     merged[-1] = (merged[-1][0], high)
@@ -160,7 +197,24 @@ class NumberSet:
             out.extend(sorted_values[start:stop])
         return out
 
+    def to_list(self) -> list[int]:
+        """`list(self)`, ascending, built range by range (a FETCH of 100 listed numbers)."""
+        out: list[int] = []
+        append, extend = out.append, out.extend
+        for low, high in zip(self._lows, self._highs, strict=True):
+            if low == high:
+                append(low)
+            else:
+                extend(range(low, high + 1))
+        return out
+
+    def is_range(self, low: int, high: int) -> bool:
+        """Whether the set is exactly `low`:`high` (e.g. 1:* resolved)."""
+        return self._lows == [low] and self._highs == [high]
+
     def clip(self, highest: int) -> NumberSet:
         """Only the numbers up to `highest` (sequence numbers past the last message)."""
+        if not self._highs or self._highs[-1] <= highest:
+            return self                 # immutable: nothing to cut
         return NumberSet.from_ranges((low, min(high, highest))
                                      for low, high in self.ranges if low <= highest)

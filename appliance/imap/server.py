@@ -5,9 +5,10 @@ The driver owns what the core must not: sockets, the TLS handshakes, the timers 
 `imap.login_timeout` before login, the `imap.autologout` timer after it, RFC 9051 5.4),
 connection limits (the SMTP `ConnectionTracker`, shared by both ports, plus a count per
 account), the bad-command limit, and backpressure: a command's output is pulled from the core
-in a worker thread in batches of `RUN_BATCH` octets (the next one while the last goes out),
-each written only when the socket has drained, and reading pauses while unprocessed input
-piles up. The SASL exchanges and IDLE are
+in a worker thread in batches of `RUN_BATCH` octets (the next one while the last goes out) --
+or, for cheap commands that only read what the store holds, on the event loop within a
+budget (`server_inline`) -- each written only when the socket has drained, and reading
+pauses while unprocessed input piles up. The SASL exchanges and IDLE are
 in `server_plans` (how each plan is performed), the settings in `server_config`, the socket
 plumbing shared with POP3 (buffering, drain, STARTTLS, tracker) in `net.stream`; this module
 is the IMAP connection on top of it and the listeners.
@@ -96,9 +97,17 @@ class ImapConnection(StreamConnection):
         return await self.start_in_thread(function, *args)
 
     def start_in_thread(self, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """`in_thread`, started now: the future to await later."""
-        return asyncio.get_running_loop().run_in_executor(self.config.executor, function,
-                                                          *args)
+        """`in_thread`, started now: the future to await later. Counted against the
+        account (`server_inline.ThreadJobs`) until it is done: meanwhile it may hold the
+        store's lock, so no command of the account runs on the loop."""
+        future = asyncio.get_running_loop().run_in_executor(self.config.executor, function,
+                                                            *args)
+        account = self.account
+        if account is not None:
+            jobs = self.config.thread_jobs
+            jobs.started(account)
+            future.add_done_callback(lambda _done: jobs.finished(account))
+        return future
 
     async def receive(self, timeout: float) -> bytes | None:
         """What the client sent, None after `timeout` silent seconds; SessionEndedError at EOF."""

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import ssl
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from appliance.auth.guard import LoginGuard
 from appliance.imap.receiver import ReceiverLimits
+from appliance.imap.server_inline import ThreadJobs
 from appliance.imap.session import ImapConfig
 from appliance.settings import Settings
 from appliance.smtp.connections import ConnectionTracker
@@ -34,6 +35,9 @@ class ImapListenerConfig:
     login_timeout: float
     autologout: float
     max_bad_commands: int
+    # IMAP work per account now in a worker thread: commands run on the loop only while
+    # none runs for their account (`server_inline`).
+    thread_jobs: ThreadJobs = field(default_factory=ThreadJobs)
 
 
 class AccountCounter:

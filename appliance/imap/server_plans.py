@@ -1,7 +1,8 @@
 """How the IMAP driver performs each of the core's plans (`plan.py`): a command's output pulled
-from a worker thread in batches, LOGIN and AUTHENTICATE (PLAIN, LOGIN, SASL-IR) through the
-one login guard, STARTTLS, IDLE's polling loop, LOGOUT. The connection (`server.py`) owns the
-socket; this module decides nothing the core has not planned.
+from a worker thread in batches, or made on the event loop when `server_inline` allows it;
+LOGIN and AUTHENTICATE (PLAIN, LOGIN, SASL-IR) through the one login guard, STARTTLS, IDLE's
+polling loop, LOGOUT. The connection (`server.py`) owns the socket; this module decides
+nothing the core has not planned.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from appliance.core import log
 from appliance.core.memory import TRIM_AFTER, trim_after_burst
 from appliance.imap import plan as plans
 from appliance.imap import responses as r
+from appliance.imap import server_inline as inline
 from appliance.imap.commands.any_state import is_done, is_sasl_cancel
 from appliance.imap.commands.base import ImapCommand
 from appliance.imap.receiver import NEED_DATA, Command, RawLine, ReceiverError
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 # Octets of a command's output pulled from the core at once. Each trip to the worker thread
 # and back costs more than holding a megabyte: a FETCH of 100 whole messages goes in one.
 RUN_BATCH = 1024 * 1024
+COALESCE = 64 * 1024         # inline output gathered up to this before a write
 _TAIL = 1024                 # end of a command's output kept to see its tagged status
 
 # The driver's own texts (the core's catalogue is `responses`).
@@ -65,11 +68,13 @@ def _tail(before: bytes, batch: list[bytes]) -> bytes:
 
 
 def _start(session: ImapSession, command: ImapCommand
-           ) -> tuple[Iterator[bytes], list[bytes], bool]:
-    """Start a command and pull its first batch in one trip to the worker thread."""
+           ) -> tuple[Iterator[bytes], list[bytes], bool, inline.Token | None]:
+    """Start a command and pull its first batch in one trip to the worker thread; the
+    folder's change token from before it ran (`server_inline.unchanged`)."""
+    token = inline.token_now(session)
     chunks = iter(session.run(command))
     batch, done = pull(chunks)
-    return chunks, batch, done
+    return chunks, batch, done, token
 
 
 def _close(chunks: Iterator[bytes] | None) -> None:
@@ -79,12 +84,48 @@ def _close(chunks: Iterator[bytes] | None) -> None:
         close()
 
 
+class _Output:
+    """What a command has written so far: whether anything, how much, its last octets."""
+
+    def __init__(self) -> None:
+        self.written = False
+        self.total = 0
+        self.tail = b""
+
+    async def write(self, conn: ImapConnection, batch: list[bytes]) -> None:
+        """Write `batch`; small chunks joined first (one send, not one per line)."""
+        size = sum(map(len, batch))
+        if not size:
+            return
+        if len(batch) > 1 and size <= COALESCE:
+            batch = [b"".join(batch)]
+        await conn.write_all(batch)
+        self.written = True
+        self.total += size
+        self.tail = _tail(self.tail, batch)
+
+
+class _Running:
+    """A command's output generator and the worker-thread pull under way, if any."""
+
+    def __init__(self) -> None:
+        self.chunks: Iterator[bytes] | None = None
+        self.following: asyncio.Future[tuple[list[bytes], bool]] | None = None
+
+    async def settle(self) -> None:
+        """Wait for the pull under way: the generator cannot close while it runs."""
+        if self.following is not None:
+            await asyncio.wait([self.following])
+            self.following = None
+
+
 class PlanRunner:
     """Performs the plans of one session over one connection."""
 
     def __init__(self, conn: ImapConnection, session: ImapSession) -> None:
         self.conn = conn
         self.session = session
+        self._token: inline.Token | None = None    # see `server_inline.unchanged`
 
     async def perform(self, command: Command) -> None:
         """Ask the core what `command` needs and do it (SessionEndedError: connection over)."""
@@ -111,43 +152,96 @@ class PlanRunner:
     # -- Run ---------------------------------------------------------------------------------
 
     async def _run(self, command: ImapCommand) -> None:
+        """Answer a `Run` command: on the event loop when `server_inline` allows it, else --
+        or for what is left once the inline budget is spent -- in a worker thread."""
+        conn, out, running = self.conn, _Output(), _Running()
+        try:
+            done = False
+            if self._inline_allowed(command):
+                running.chunks = iter(self.session.run(command))
+                done = await self._inline(running.chunks, out)
+            if not done:
+                await self._threaded(command, running, out)
+        except SessionEndedError:
+            await running.settle()
+            await conn.in_thread(_close, running.chunks)
+            raise
+        except Exception as exc:
+            await running.settle()          # never leave the core running past the command
+            log.error("imap.command_failed", exc, client=conn.client_ip,
+                      command=type(command).__name__)
+            if out.written:      # mid-response: the client cannot be told anything sane
+                raise SessionEndedError from exc
+            out.tail = r.tagged_no(command.tag, r.SERVER_BUG, "SERVERBUG")
+            await conn.write(out.tail)
+        conn.note_status(command.tag, out.tail)
+        if out.total >= TRIM_AFTER:       # megabytes went through the heap: give them back
+            trim_after_burst(conn.config.executor)
+
+    def _inline_allowed(self, command: ImapCommand) -> bool:
+        conn = self.conn
+        if not (inline.eligible(self.session, command)
+                and conn.config.thread_jobs.idle(conn.account)):
+            return False
+        lock = inline.StoreLock(self.session.account)
+        if not lock.take():
+            return False
+        try:
+            return inline.unchanged(self.session, self._token)
+        finally:
+            lock.give()
+
+    async def _inline(self, chunks: Iterator[bytes], out: _Output) -> bool:
+        """Drive the core's output on the loop, writing it as it comes (the client reads
+        while the rest is made); False when the budget is spent or a thread may hold the
+        account's lock (a write that waited let other connections run): the rest is for a
+        worker thread."""
+        conn = self.conn
+        loop, jobs, account = asyncio.get_running_loop(), conn.config.thread_jobs, conn.account
+        lock = inline.StoreLock(self.session.account)
+        deadline = loop.time() + inline.INLINE_BUDGET
+        pending: list[bytes] = []
+        size = 0
+        while True:
+            if loop.time() >= deadline or not jobs.idle(account) or not lock.take():
+                await out.write(conn, pending)
+                return False
+            try:
+                chunk = next(chunks, None)
+            finally:
+                lock.give()
+            if chunk is None:
+                break
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= COALESCE:
+                await out.write(conn, pending)
+                pending, size = [], 0
+        await out.write(conn, pending)
+        if loop.time() - conn.slice_start >= inline.INLINE_SLICE:
+            await asyncio.sleep(0)          # pipelined commands: the others' turn
+            conn.slice_start = loop.time()
+        return True
+
+    async def _threaded(self, command: ImapCommand, running: _Running, out: _Output) -> None:
         """Write the core's output batch by batch, each after the socket drained, so one
         client fetching a huge mailbox holds at most two batches in memory: the next batch
         is pulled in the worker thread while the last one goes out (a FETCH of whole
         messages reads files while the client reads the ones before)."""
-        conn, chunks, tail, written, total = self.conn, None, b"", False, 0
-        following: asyncio.Future[tuple[list[bytes], bool]] | None = None
-        try:
-            chunks, batch, done = await conn.in_thread(_start, self.session, command)
-            while True:
-                following = None if done else conn.start_in_thread(pull, chunks)
-                size = sum(map(len, batch))
-                if size:
-                    await conn.write_all(batch)
-                    written = True
-                    total += size
-                    tail = _tail(tail, batch)
-                if following is None:
-                    break
-                batch, done = await following
-                following = None
-        except SessionEndedError:
-            if following is not None:       # the generator cannot close while it runs
-                await asyncio.wait([following])
-            await conn.in_thread(_close, chunks)
-            raise
-        except Exception as exc:
-            if following is not None:       # never leave the core running past the command
-                await asyncio.wait([following])
-            log.error("imap.command_failed", exc, client=conn.client_ip,
-                      command=type(command).__name__)
-            if written:          # mid-response: the client cannot be told anything sane
-                raise SessionEndedError from exc
-            tail = r.tagged_no(command.tag, r.SERVER_BUG, "SERVERBUG")
-            await conn.write(tail)
-        conn.note_status(command.tag, tail)
-        if total >= TRIM_AFTER:       # megabytes went through the heap: give them back
-            trim_after_burst(conn.config.executor)
+        conn = self.conn
+        if running.chunks is None:
+            running.chunks, batch, done, self._token = await conn.in_thread(
+                _start, self.session, command)
+        else:                               # begun on the loop
+            batch, done = await conn.in_thread(pull, running.chunks)
+        while True:
+            running.following = None if done else conn.start_in_thread(pull, running.chunks)
+            await out.write(conn, batch)
+            if running.following is None:
+                break
+            batch, done = await running.following
+            running.following = None
+        conn.slice_start = asyncio.get_running_loop().time()
 
     # -- LOGIN and AUTHENTICATE --------------------------------------------------------------
 

@@ -47,6 +47,10 @@ class StreamConnection(asyncio.Protocol):
         self._reading: asyncio.Future[None] | None = None
         self._draining: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        # The loop's time when the driver last waited for input: how long it has been
+        # working for this connection without a pause (pipelined commands answered on the
+        # loop give the others their turn after a while).
+        self.slice_start = 0.0
 
     # -- what the subclass says ----------------------------------------------------------
 
@@ -139,11 +143,13 @@ class StreamConnection(asyncio.Protocol):
             TimeoutError: nothing arrived within `timeout` seconds.
         """
         while not self._unread and not self._eof:
-            self._reading = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            self._reading = loop.create_future()
             try:
                 await _wait(self._reading, timeout)
             finally:
                 self._reading = None
+            self.slice_start = loop.time()
         if not self._unread:
             return None
         data = b"".join(self._unread)

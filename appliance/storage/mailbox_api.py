@@ -222,6 +222,15 @@ class AccountMail(Protocol):
         """The message with CRLF line ends. NoSuchFolderError; KeyError when expunged."""
         ...
 
+    def read_many(self, name: str, uids: Sequence[int]) -> Iterator[tuple[int, bytes | None]]:
+        """`read` for many messages (FETCH of whole messages): (uid, bytes with CRLF line
+        ends) for each of `uids`, in the order given, with None for an expunged one. Where
+        the files are is looked up once for the batch, not once per message; the bytes
+        come as they are read, so a caller may stop early. A message whose file was renamed
+        meanwhile (a flag change) is still found. NoSuchFolderError, before anything is
+        yielded."""
+        ...
+
     def expunged_since(self, name: str, modseq: int) -> list[int]:
         """UIDs expunged after `modseq` (QRESYNC VANISHED (EARLIER)), ascending."""
         ...
@@ -281,6 +290,18 @@ class AccountMail(Protocol):
     def exclusive(self, purpose: str) -> AbstractContextManager[None]:
         """Hold the account's lock for `purpose` (e.g. "pop3") across processes;
         FolderInUseError when someone else holds it."""
+        ...
+
+    def try_lock(self) -> bool:
+        """Take the lock that serialises this object's calls within the process, only if
+        it is free right now: True when taken (give it back with `unlock`), False at once
+        otherwise; never waits. For an event loop that may run a store call itself only
+        when it cannot block (imap/server_inline.py). The holder's own calls go on
+        working (the lock is re-entrant); other threads' calls wait for `unlock`."""
+        ...
+
+    def unlock(self) -> None:
+        """Give back the lock `try_lock` took (from the thread that took it)."""
         ...
 
     def add_junk_listener(self, listener: JunkListener) -> None:

@@ -14,7 +14,9 @@ sees):
 
 - SELECT INBOX; FETCH 1:* (FLAGS UID RFC822.SIZE); UID SEARCH HEADER Subject <needle>;
   FETCH of 100 whole messages (BODY.PEEK[] of every 100th); STORE +FLAGS / -FLAGS (\\Flagged)
-  on 1:1000 (alternating, so every round changes 1,000 messages);
+  on 1:1000 (alternating, so every round changes 1,000 messages); over the raw socket also
+  UID FETCH of one whole message (what mbsync sends per message) and NOOP: a command's
+  fixed cost;
 - a full `mbsync` (isync) pull of the mailbox into an empty local Maildir;
 - RSS with `--idle` connections logged in, INBOX selected, and idle: the engine's process
   tree against Dovecot's (master, login and imap processes).
@@ -166,6 +168,9 @@ def operations(messages: int) -> dict[str, str]:
         "FETCH 1:* (FLAGS UID RFC822.SIZE)": "FETCH 1:* (FLAGS UID RFC822.SIZE)",
         "UID SEARCH HEADER Subject": f'UID SEARCH HEADER Subject "{NEEDLE}"',
         "FETCH 100 whole messages": f"FETCH {hundred(messages)} BODY.PEEK[]",
+        # One message, as mbsync asks for each: the fixed cost of a command.
+        "UID FETCH 1 whole message": f"UID FETCH {max(1, messages // 2)} BODY.PEEK[]",
+        "NOOP": "NOOP",
     }
 
 

@@ -4,7 +4,7 @@ wire renderer (what `wire` writes, `grammar` reads back)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hypothesis import given, settings
@@ -15,7 +15,13 @@ from appliance.imap.grammar import Cursor, ParseError, astring, nstring
 from appliance.imap.literals import LiteralData
 from appliance.imap.search_eval import SearchContext, search
 from appliance.imap.search_keys import And, FlagKey, Not, Or, SearchKey, SizeKey
-from appliance.imap.sequence_set import STAR, SequenceSet, parse_sequence_set
+from appliance.imap.sequence_set import (
+    STAR,
+    SequenceSet,
+    _sequence_set_by_steps,
+    parse_sequence_set,
+    sequence_set,
+)
 
 NUMBER = st.integers(min_value=1, max_value=300)
 SEQ_NUMBER = NUMBER | st.just(STAR)
@@ -38,8 +44,36 @@ def test_sequence_set_matches_model(ranges: list[tuple[int, int]], highest: int)
     assert len(resolved) == len(model)
     assert all((n in resolved) == (n in model) for n in range(0, 320))
     assert resolved.select(list(range(1, 320))) == sorted(model)
+    assert resolved.to_list() == sorted(model)
+    assert resolved.clip(150).to_list() == sorted(n for n in model if n <= 150)
     if resolved:       # the compact wire form reads back as the same set
         assert parse_sequence_set(str(resolved)).resolve(highest) == resolved
+
+
+SET_TEXT = st.text(alphabet="0123456789*:,$ )", max_size=40) | st.lists(
+    st.integers(min_value=0, max_value=2**32 + 5).map(str), max_size=30).map(",".join)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(SET_TEXT)
+def test_sequence_set_fast_path_parses_as_the_steps_do(text: str) -> None:
+    """The one-regex parse of well-formed sets (`sequence_set`) against the step-by-step
+    parser it falls back to: the same set and the same place to go on, or the same error."""
+    data = text.encode()
+
+    def outcome(parse: Callable[[Cursor], SequenceSet]) -> object:
+        c = Cursor(data)
+        try:
+            return parse(c), c.pos
+        except ParseError as err:
+            return str(err)
+
+    def by_steps(c: Cursor) -> SequenceSet:
+        if data.startswith(b"$"):
+            return sequence_set(c)          # "$" is read before either path
+        return _sequence_set_by_steps(c)
+
+    assert outcome(sequence_set) == outcome(by_steps)
 
 
 @dataclass(frozen=True)

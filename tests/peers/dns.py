@@ -9,18 +9,16 @@ inside a served zone get NXDOMAIN. Point `outbound.resolver` at `KnotDns.resolve
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
 import dns.exception
 import dns.resolver
 
 from harness.debian import ensure_package
+from peers.daemon import DaemonPeer
 
 KNOTD = Path("/usr/sbin/knotd")
 
@@ -61,7 +59,7 @@ def zone_text(origin: str, records: list[str], ttl: int = 60) -> str:
     return "\n".join(head + records) + "\n"
 
 
-class KnotDns:
+class KnotDns(DaemonPeer):
     """One private knotd: `with KnotDns(dir, {"peer.test": zone_text(...)}) as dns: ...`."""
 
     def __init__(self, workdir: Path, zones: dict[str, str], address: str = "127.0.0.1",
@@ -146,26 +144,3 @@ class KnotDns:
         resolver.port = self.port
         return resolver
 
-    def log_tail(self, lines: int = 20) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM our knotd (by its own PID), SIGKILL if it lingers."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def __enter__(self) -> KnotDns:
-        self.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.stop()

@@ -6,6 +6,7 @@ a fresh directory and the quota limits and returns an `AccountMail` for one acco
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -446,3 +447,64 @@ def test_exclusive_lock(mail: AccountMail, factory: Factory, tmp_path: Path) -> 
     with other.exclusive("pop3"):
         pass
     other.close()
+
+
+def test_read_many_in_order_with_none_for_expunged(mail: AccountMail) -> None:
+    for i in range(4):
+        mail.append(INBOX, MESSAGE + b"%d\n" % i, frozenset({"\\Deleted"}) if i == 1 else
+                    frozenset())
+    assert mail.expunge(INBOX) == [2]
+    read = list(mail.read_many(INBOX, [4, 2, 1, 99, 3]))
+    assert [uid for uid, _ in read] == [4, 2, 1, 99, 3]
+    assert dict(read) == {4: mail.read(INBOX, 4), 2: None, 1: mail.read(INBOX, 1), 99: None,
+                          3: mail.read(INBOX, 3)}
+    assert dict(read)[3] == CRLF_MESSAGE + b"2\r\n"
+    assert list(mail.read_many(INBOX, [])) == []
+    with pytest.raises(NoSuchFolderError):
+        next(iter(mail.read_many("Nowhere", [1])))
+
+
+def test_read_many_across_batches_and_flag_changes(mail: AccountMail) -> None:
+    mail.append(INBOX, MESSAGE)
+    while len(uids(mail, INBOX)) < 300:                 # a few COPYs: 1, 2, 4, ... 512
+        mail.copy(INBOX, uids(mail, INBOX), INBOX)
+    everything = uids(mail, INBOX)
+    mail.store_flags(INBOX, everything[::3], FlagOperation.ADD, frozenset({"\\Flagged"}))
+    read = list(mail.read_many(INBOX, everything))     # renames may be under way meanwhile
+    assert [uid for uid, _ in read] == everything
+    assert all(content == CRLF_MESSAGE for _, content in read)
+
+
+def test_try_lock_never_waits_and_keeps_other_threads_out(mail: AccountMail) -> None:
+    mail.append(INBOX, MESSAGE)
+    assert mail.try_lock()
+    try:
+        assert mail.read(INBOX, 1) == CRLF_MESSAGE          # the holder's calls still run
+        other: list[bool] = []
+        reader = threading.Thread(target=lambda: other.append(mail.try_lock()))
+        reader.start()
+        reader.join(5)
+        assert other == [False]                              # at once, not after a wait
+        synced = threading.Event()
+
+        def sync_then_tell() -> None:
+            mail.sync(INBOX)
+            synced.set()
+
+        waiting = threading.Thread(target=sync_then_tell)
+        waiting.start()
+        assert not synced.wait(0.2)                          # another thread's call waits
+    finally:
+        mail.unlock()
+    assert synced.wait(5)
+    waiting.join(5)
+    taken: list[bool] = []
+
+    def take_and_give() -> None:
+        taken.append(mail.try_lock())
+        mail.unlock()
+
+    thread = threading.Thread(target=take_and_give)
+    thread.start()
+    thread.join(5)
+    assert taken == [True]

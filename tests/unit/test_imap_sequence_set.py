@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.imap.grammar import ParseError
-from appliance.imap.sequence_set import STAR, NumberSet, SequenceSet, parse_sequence_set
+from appliance.imap.grammar import Cursor, ParseError
+from appliance.imap.sequence_set import (
+    STAR,
+    NumberSet,
+    SequenceSet,
+    parse_sequence_set,
+    sequence_set,
+)
 
 PARSED = [
     ("1", SequenceSet(((1, 1),))),
@@ -31,6 +37,26 @@ def test_parse(text: str, expected: SequenceSet) -> None:
 def test_invalid(text: str) -> None:
     with pytest.raises(ParseError):
         parse_sequence_set(text)
+
+
+def test_long_lists_and_odd_numbers_parse_as_written() -> None:
+    hundred = ",".join(str(n) for n in range(100, 10001, 100))
+    assert parse_sequence_set(hundred).ranges == tuple((n, n) for n in range(100, 10001, 100))
+    assert parse_sequence_set("01,007:*").ranges == ((1, 1), (7, STAR))   # leading zeros
+    assert parse_sequence_set("4294967295:1").ranges == ((4294967295, 1),)
+    c = Cursor(b"1:3,7 BODY[]")
+    assert sequence_set(c).ranges == ((1, 3), (7, 7))
+    assert c.pos == 5
+
+
+def test_number_set_list_range_and_clip() -> None:
+    numbers = NumberSet.from_ranges([(9, 9), (1, 3), (5, 5), (4, 4)])
+    assert numbers.ranges == ((1, 5), (9, 9))
+    assert numbers.to_list() == [1, 2, 3, 4, 5, 9]
+    assert numbers.clip(9) is numbers
+    assert numbers.clip(4).to_list() == [1, 2, 3, 4]
+    assert NumberSet.from_ranges([(1, 7)]).is_range(1, 7)
+    assert not numbers.is_range(1, 9)
 
 
 def test_saved_not_allowed() -> None:

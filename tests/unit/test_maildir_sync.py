@@ -111,9 +111,11 @@ def test_flags_and_keywords_on_disk(root: Path) -> None:
     assert by_uid(account) == {1: {"\\Seen", "Junk"}}
     account.store_flags(INBOX, [1], FlagOperation.ADD, frozenset({"$Forwarded", "\\Draft",
                                                                  "work"}))
+    assert account.wait_renames(10)           # the rename follows the STORE (`dirty`)
     assert cur_names(root) == ["1.x.host:2,DSabc"]
     assert (root / "dovecot-keywords").read_text() == "0 $Forwarded\n1 Junk\n2 work\n"
     account.store_flags(INBOX, [1], FlagOperation.REPLACE, frozenset({"\\Deleted"}))
+    assert account.wait_renames(10)
     assert cur_names(root) == ["1.x.host:2,T"]
     account.close()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -243,3 +245,20 @@ def test_config_show_masks_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "hunter2" not in out
     assert 'test_secret = "********"' in out
     assert "smtp_port = 25" in out
+
+
+def test_loading_settings_imports_no_heavy_library() -> None:
+    """Validators are imported lazily by their owners; none may drag a large library (the
+    ACME client's `acme`, `requests`, pyOpenSSL; Flask) into the engine or the monitor,
+    which read settings too (their memory targets: 1,000 idle IMAP clients < 100 MB, the
+    monitor < 40 MB)."""
+    script = ("import sys\nfrom appliance.settings import load_settings, render_toml, SCHEMA\n"
+              "values = load_settings(None).values\n"
+              "for setting in SCHEMA:\n"
+              "    if setting.validate is not None and isinstance(values[setting.name], str):\n"
+              "        setting.validate(values[setting.name])\n"
+              "heavy = ('acme', 'josepy', 'requests', 'OpenSSL', 'flask', 'werkzeug')\n"
+              "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert done.stdout.strip() == "[]"

@@ -198,8 +198,11 @@ EDITABLE = {s.name for s in SCHEMA if s.editable}
 
 
 def test_boot_level_settings_are_not_editable() -> None:
+    acme = {"tls.acme_enabled", "tls.acme_directory", "tls.acme_email"}   # the wizard's
     for setting in SCHEMA:
-        if setting.path or setting.section in ("paths", "listen", "engine", "tls", "monitor"):
+        if setting.name in acme:
+            assert setting.editable, setting.name
+        elif setting.path or setting.section in ("paths", "listen", "engine", "tls", "monitor"):
             assert not setting.editable, setting.name
     assert "server.dev_mode" not in EDITABLE
     assert "log.file" not in EDITABLE

@@ -27,6 +27,7 @@ BLUEPRINTS: list[tuple[str, str]] = [
     ("webui.blueprints.dns", "bp"),     # /dns, MTA-STS policy (helper B)
     ("webui.blueprints.clients", "bp"), # autoconfig, Autodiscover, /clients (helper B)
     ("webui.blueprints.self_service", "bp"),   # /me: a mail user's own settings (helper D)
+    ("webui.blueprints.acme", "bp"),    # /.well-known/acme-challenge/ (ACME HTTP-01)
 ]
 
 NAV: list[tuple[str, str, Audience]] = [

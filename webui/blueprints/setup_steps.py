@@ -6,21 +6,23 @@ from __future__ import annotations
 import zoneinfo
 from functools import lru_cache
 
-from cryptography import x509
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from appliance.core.addresses import AddressError, normalise_domain
 from appliance.dkim import keys
 from appliance.storage.directory import DirectoryError
+from appliance.tls import acme_client, acme_settings
 from appliance.tls.certs import make_self_signed
 from webui import access, audit, services, setup_state
 
 bp = Blueprint("setup_steps", __name__, url_prefix="/setup")
 
 MAX_NAME = 253
+MAX_EMAIL = 254      # RFC 5321 4.5.3.1.3 path limit, less the brackets
 TLS_MODES = {"self-signed": "A self-signed certificate (now)",
-             "acme": "Let's Encrypt (ACME) once the box is reachable from the internet"}
+             "acme": "Let's Encrypt (ACME, HTTP-01): the box must be reachable from the "
+                     "internet on port 80 under its host name"}
 
 
 def _hostname() -> str:
@@ -100,37 +102,71 @@ def timezone() -> str | Response | tuple[str, int]:
 
 def _certificate_names() -> list[str]:
     """DNS names of the current certificate ([] if there is none or it cannot be read)."""
-    try:
-        pem = services.settings().data_path("tls.cert_file").read_bytes()
-        cert = x509.load_pem_x509_certificate(pem)
-        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except (OSError, ValueError, x509.ExtensionNotFound):
-        return []
-    return [str(n) for n in names.value.get_values_for_type(x509.DNSName)]
+    info = acme_client.cert_info(services.settings().data_path("tls.cert_file"))
+    return list(info.names) if info else []
+
+
+def _tls_page(status: int = 200, **extra: object) -> tuple[str, int]:
+    conn = services.db()
+    current = services.settings()
+    page = render_template("setup/tls.html", modes=TLS_MODES, hostname=_hostname(),
+                           current=setup_state.get(conn, "tls_mode") or "self-signed",
+                           names=_certificate_names(),
+                           email=current.get_str("tls.acme_email"),
+                           directory=current.get_str("tls.acme_directory"), **extra)
+    return page, status
 
 
 @bp.route("/tls", methods=["GET", "POST"])
 @access.admin_required
 def tls() -> str | Response | tuple[str, int]:
-    conn = services.db()
-    hostname = _hostname()
     if request.method == "GET":
-        return render_template("setup/tls.html", modes=TLS_MODES, hostname=hostname,
-                               current=setup_state.get(conn, "tls_mode") or "self-signed",
-                               names=_certificate_names())
+        return _tls_page()
     mode = request.form.get("mode", "")
     if mode not in TLS_MODES:
         flash("Choose one of the certificate options.", "error")
         return redirect(url_for("setup_steps.tls"))
+    hostname = _hostname()
     current = services.settings()
     if hostname not in _certificate_names():
         make_self_signed(hostname, current.data_path("tls.cert_file"),
                          current.data_path("tls.key_file"))
         audit.record("tls.self_signed", hostname)
+    if mode == "acme":
+        return _request_acme(hostname, request.form.get("email", "").strip())
+    conn = services.db()
     setup_state.put(conn, "tls_mode", mode)
     setup_state.mark_done(conn, "tls")
     audit.record("setup.tls", hostname, mode=mode)
     return redirect(url_for("setup.start"))
+
+
+def _request_acme(hostname: str, email: str) -> tuple[str, int]:
+    """Order the certificate now; on failure the self-signed one stays and ACME stays off
+    (the daily renewal would otherwise retry a set-up the admin has not fixed yet)."""
+    conn = services.db()
+    try:
+        if len(email) > MAX_EMAIL:
+            raise ValueError(f"the contact address is longer than {MAX_EMAIL} characters")
+        setup_state.put_setting(conn, "tls.acme_email", acme_settings.parse_contact(email))
+    except ValueError as exc:          # SettingsError is a ValueError too
+        flash(f"Contact address: {exc}", "error")
+        return _tls_page(400)
+    services.settings_changed()
+    current = services.settings()
+    names = acme_client.wanted_names(current, services.directory().list_domains())
+    try:
+        info = acme_client.issue(acme_client.AcmeConfig.from_settings(current), names)
+    except acme_client.AcmeError as exc:
+        audit.record("tls.acme_failed", hostname, reason=str(exc)[:500])
+        return _tls_page(502, acme_error=str(exc), acme_names=names)
+    setup_state.put_setting(conn, "tls.acme_enabled", "true")
+    services.settings_changed()
+    setup_state.put(conn, "tls_mode", "acme")
+    setup_state.mark_done(conn, "tls")
+    audit.record("tls.acme_issued", hostname, names=", ".join(info.names),
+                 not_after=info.not_after.isoformat())
+    return _tls_page(200, acme_result=info)
 
 
 @bp.route("/dkim", methods=["GET", "POST"])

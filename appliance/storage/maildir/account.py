@@ -7,12 +7,15 @@ in `folder_ops`, message changes in `writes`, reconciliation in `sync`. A COPY o
 two transactions: the first writes down its intent, the second makes the links (and unlinks
 the sources) and commits the result with the intent deleted; the intents a crash left are
 undone on open and by any write transaction that finds them (`intents`, `_settle`).
+A flag STORE commits its rows and leaves the renames to a background job (`dirty`,
+`renames`); every other write to a folder, every listing of it and every open completes
+the renames still pending first.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import cast
@@ -32,7 +35,16 @@ from appliance.storage.mailbox_api import (
     SpecialUse,
     StoreResult,
 )
-from appliance.storage.maildir import cache, files, folder_ops, intents, locks, writes
+from appliance.storage.maildir import (
+    cache,
+    dirty,
+    files,
+    folder_ops,
+    intents,
+    locks,
+    renames,
+    writes,
+)
 from appliance.storage.maildir import flags as names
 from appliance.storage.maildir.folders import normalise
 from appliance.storage.maildir.index import data_version, open_index, write
@@ -45,9 +57,20 @@ from appliance.storage.maildir.sync import (
 )
 
 _SEEN, _DELETED = "\\Seen", "\\Deleted"
+READ_BATCH = 256        # UIDs whose files `read_many` looks up per hold of the lock
 
 
-class MaildirAccount(folder_ops.FolderOps):
+def _read_first(paths: tuple[str, ...]) -> bytes | None:
+    """The message at the first of `paths` that exists, CRLF line ends; None: at none."""
+    for path in paths:
+        try:
+            return names.to_crlf(files.read_message(path))
+        except FileNotFoundError:
+            continue        # renamed meanwhile (flag renames), or by another tool
+    return None
+
+
+class MaildirAccount(folder_ops.FolderOps, renames.RenameSteps):
     """The embedded `AccountMail` (see `storage.mailbox_api`)."""
 
     def __init__(self, address: str, root: Path, quota_bytes: int = 0,
@@ -63,21 +86,27 @@ class MaildirAccount(folder_ops.FolderOps):
         super().__init__(root, conn)
         self._guard = locks.IntentGuard(root)
         self._own: set[int] = set()     # ids of this object's intents under way
+        self._renames = renames.RenameQueue(self)
+        self._closed = False
         self._set_up()
         self._settle_on_open()
 
     def close(self) -> None:
+        self._renames.close()           # the job takes the lock: wait for it outside
         with self._lock:
+            self._closed = True
             self._states.clear()
             self._conn.close()
             self._guard.close()
 
     def _settle_on_open(self) -> None:
-        """Undo what crashed COPY/MOVE calls left, before anything reads the folders."""
+        """Undo what crashed COPY/MOVE calls left and do the flag renames a crash left
+        pending (`dirty`), before anything reads the folders."""
         with self._lock:
             if self._conn.execute("SELECT 1 FROM intents LIMIT 1").fetchone() is not None:
                 with write(self._conn):
                     self._settle()
+            self._complete_on_open()
 
     def _settle(self) -> frozenset[str]:
         """Inside a write transaction: `intents.settle`; base names a reconciliation must
@@ -90,6 +119,12 @@ class MaildirAccount(folder_ops.FolderOps):
 
     def add_junk_listener(self, listener: JunkListener) -> None:
         self._listeners.append(listener)
+
+    def try_lock(self) -> bool:
+        return self._lock.acquire(blocking=False)
+
+    def unlock(self) -> None:
+        self._lock.release()
 
     def exclusive(self, purpose: str) -> AbstractContextManager[None]:
         return locks.exclusive(self._root, purpose)
@@ -137,6 +172,7 @@ class MaildirAccount(folder_ops.FolderOps):
         with write(self._conn):
             in_flight = self._settle()
             state = self._current(state)
+            dirty.complete(self._conn, state)       # a listing sees the files in place
             reconcile(self._conn, state, names.read_keywords(state.path), in_flight)
         state.data_version = version
         return state
@@ -146,25 +182,28 @@ class MaildirAccount(folder_ops.FolderOps):
         fresh = refresh(self._conn, state)
         return fresh if fresh is not None else self._reload(state.name)
 
-    def _for_write(self, name: str) -> FolderState:
-        """Inside a write transaction: the folder's state matching the index and the disk
-        (its `stamp` then matches the disk too, or is None when it is not to be trusted)."""
+    def _for_write(self, name: str, renames: bool = True) -> FolderState:
+        """Inside a write transaction: the folder's state matching the index and the disk,
+        its pending flag renames done unless a STORE asks (`renames` False: it builds on
+        them); its `stamp` then matches the disk too, or is None when not to be trusted."""
         in_flight = self._settle()
         state = self._current(self._state(name))
         try:
-            stamp = stamp_of(state.path)
+            trusted = stamp_of(state.path) == state.stamp
         except FileNotFoundError:
             raise NoSuchFolderError(f"no folder {name}") from None
-        if stamp != state.stamp:
+        if self._complete(state, trusted, renames):
             reconcile(self._conn, state, names.read_keywords(state.path), in_flight)
         return state
 
-    def _changed_by_us(self, *states: FolderState) -> None:
+    def _changed_by_us(self, *states: FolderState, files_changed: bool = True) -> None:
         """Inside the write transaction, after our own change to cur/: `state` already holds
         it, so keep a stamp the next sync can trust (`sync.own_change_stamp`; None when the
-        one from `_for_write` was not trusted) instead of listing again; and tell IDLE."""
+        one from `_for_write` was not trusted) instead of listing again; and tell IDLE.
+        A flag STORE changes no file (`files_changed` False): its renames come later."""
         for state in {id(state): state for state in states}.values():   # source may be goal
-            state.stamp = own_change_stamp(state.path, state.stamp)
+            if files_changed:
+                state.stamp = own_change_stamp(state.path, state.stamp)
         self._generation += 1
 
     def _claim_recent(self, state: FolderState) -> frozenset[int]:
@@ -201,17 +240,41 @@ class MaildirAccount(folder_ops.FolderOps):
                 recent=sum(1 for uid in state.metas if uid >= state.recent_uid))
 
     def read(self, name: str, uid: int) -> bytes:
-        for attempt in range(2):
+        for attempt in range(3):
             with self._lock:
-                state = self._synced(name) if attempt else self._state(name)
+                state = self._synced(name) if attempt == 2 else self._state(name)
                 if uid not in state.files:
                     state = self._synced(name)
-                path = state.file_str(uid)          # KeyError: expunged
-            try:
-                return names.to_crlf(files.read_message(path))
-            except FileNotFoundError:
-                continue                            # renamed or removed by another tool
+                paths = state.file_strs(uid)        # KeyError: expunged
+            content = _read_first(paths)            # the row's name, then the one before
+            if content is not None:
+                return content
         raise KeyError(uid)
+
+    def read_many(self, name: str, uids: Sequence[int]) -> Iterator[tuple[int, bytes | None]]:
+        """See `AccountMail.read_many`: the files of each `READ_BATCH` UIDs looked up under
+        one hold of the lock (a sync only when one of them is not in the folder's state),
+        then read outside it, each at the row's name and then the name a pending flag
+        rename leaves (`cache.paths_of`); one that is at neither any more goes through
+        `read`, which syncs and looks again."""
+        for start in range(0, len(uids), READ_BATCH):
+            batch = uids[start:start + READ_BATCH]
+            with self._lock:
+                state = self._state(name)
+                files = state.files
+                if any(uid not in files for uid in batch):
+                    state = self._synced(name)
+                paths = cache.paths_of(state, batch)
+            for uid in batch:
+                where = paths.get(uid)
+                content = None if where is None else _read_first(where)
+                yield uid, content if content is not None else self._read_or_none(name, uid)
+
+    def _read_or_none(self, name: str, uid: int) -> bytes | None:
+        try:
+            return self.read(name, uid)
+        except KeyError:
+            return None
 
     def expunged_since(self, name: str, modseq: int) -> list[int]:
         with self._lock:
@@ -249,7 +312,7 @@ class MaildirAccount(folder_ops.FolderOps):
                 cache.put_many(self._conn, state.id, cache.HEADERS_KEY, fresh)
         return headers | fresh
 
-    def _read_headers(self, name: str, paths: dict[int, str]) -> dict[int, bytes]:
+    def _read_headers(self, name: str, paths: dict[int, tuple[str, ...]]) -> dict[int, bytes]:
         """Each message's header block; a file renamed meanwhile is found again after one
         sync, an expunged message is left out."""
         read: dict[int, bytes] = {}
@@ -257,7 +320,7 @@ class MaildirAccount(folder_ops.FolderOps):
             lost: list[int] = []
             for uid, path in paths.items():
                 try:
-                    read[uid] = cache.read_header(path)
+                    read[uid] = cache.read_header_of(path)
                 except FileNotFoundError:
                     lost.append(uid)
             if not lost or attempt:
@@ -288,10 +351,14 @@ class MaildirAccount(folder_ops.FolderOps):
     def store_flags(self, name: str, uids: Sequence[int], operation: FlagOperation,
                     flags: frozenset[str], unchanged_since: int | None = None) -> StoreResult:
         flags = writes.clean_flags(flags)
-        with self._lock, write(self._conn):
-            state = self._for_write(name)
-            result = writes.store(self._conn, state, uids, operation, flags, unchanged_since)
-            self._changed_by_us(state)
+        with self._lock:
+            with write(self._conn):         # committed (fsync'ed WAL): the OK is durable
+                state = self._for_write(name, renames=False)
+                result, marked = writes.store(self._conn, state, uids, operation, flags,
+                                              unchanged_since)
+                self._changed_by_us(state, files_changed=False)
+            if marked:
+                self._renames.schedule(state.id)
         return result
 
     def copy(self, name: str, uids: Sequence[int], target: str) -> CopyResult:

@@ -83,11 +83,23 @@ def from_stored(value: object) -> str:
     return str(value)
 
 
-def paths_of(state: FolderState, uids: Iterable[int]) -> dict[int, str]:
-    """uid: path of the message file, for those of `uids` the folder holds."""
+def paths_of(state: FolderState, uids: Iterable[int]) -> dict[int, tuple[str, ...]]:
+    """uid: where the message file may be (`FolderState.file_strs`), for those of `uids`
+    the folder holds."""
     folder = os.fspath(state.path)
-    files = state.files
-    return {uid: f"{folder}/{files[uid][0]}/{files[uid][1]}" for uid in uids if uid in files}
+    files, moved = state.files, state.moved
+    return {uid: state.file_strs(uid) if uid in moved
+            else (f"{folder}/{files[uid][0]}/{files[uid][1]}",) for uid in uids if uid in files}
+
+
+def read_header_of(paths: tuple[str, ...]) -> bytes:
+    """`read_header` of the first of `paths` that exists (FileNotFoundError: none)."""
+    for path in paths[:-1]:
+        try:
+            return read_header(path)
+        except FileNotFoundError:
+            continue
+    return read_header(paths[-1])
 
 
 def header_block(data: bytes) -> bytes | None:

@@ -1,5 +1,5 @@
 """Message files of a folder: writing new ones (tmp/ -> fsync -> cur/), linking copies,
-renaming for flag changes and unlinking, each made durable through `core.fsio`.
+naming and renaming for flag changes and unlinking, each made durable through `core.fsio`.
 
 Callers hold the index write lock while a file appears in or leaves cur/, so another
 process's sync never sees a file whose row is not yet written (or the reverse).
@@ -8,10 +8,8 @@ process's sync never sees a file whose row is not yet written (or the reverse).
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import re
 from pathlib import Path
 
 from appliance.core.fsio import DIRECTORY_SYNC, read_whole, unique_name, write_new_file
@@ -51,7 +49,7 @@ def link_copy(source: str | Path, folder: Path, filename: str, subdir: str = "cu
     """Put a copy of `source` into `folder`/`subdir`/ as `filename`: a hard link when
     possible (same inode, so the internal date is shared), else a written copy with the same
     mtime. The caller fsyncs the directory once for a batch (`sync_dirs`)."""
-    target = f"{os.fspath(folder)}/{subdir}/{filename}"     # plain strings: see FlagRenamer
+    target = f"{os.fspath(folder)}/{subdir}/{filename}"     # plain strings: see Mover
     try:
         os.link(source, target)
         return
@@ -67,52 +65,61 @@ def link_copy(source: str | Path, folder: Path, filename: str, subdir: str = "cu
     os.rename(temp, target)
 
 
-class FlagRenamer:
-    """Renames message files for new flags (a file in new/ moves to cur/ on the way), with
-    plain `os` path strings relative to the folder's directory (`dir_fd`): a STORE on 1,000
-    messages spent more in pathlib and path walks than in the renames themselves. The
-    caller fsyncs cur/ once for the batch (`sync_dirs`) and then `close`s it.
+class FlagNamer:
+    """The name a message file gets for new flags (in cur/: a file in new/ moves there on the
+    way). A batch has few distinct (flags, old letters) pairs, so each is worked out once.
+    The renames themselves come later, off the reply path (`dirty`)."""
 
-    (Renaming in a helper thread while the index rows are written was tried: the GIL
-    hand-offs between the two threads cost more than the overlap saved.)"""
-
-    def __init__(self, folder: str, keywords: list[str]) -> None:
+    def __init__(self, keywords: list[str]) -> None:
         self.keywords = keywords
+        self._suffixes: dict[tuple[frozenset[str], str], str] = {}
+
+    def name(self, old: str, wanted: frozenset[str]) -> str:
+        """The new name in cur/ for the file named `old` (in cur/ or new/)."""
+        base, sep, info = old.partition(":")
+        key = (wanted, info)
+        suffix = self._suffixes.get(key)
+        if suffix is None:
+            letters = info[2:] if sep and info.startswith("2,") else ""
+            suffix = self._suffixes[key] = names.INFO_SEP + names.flags_to_letters(
+                wanted, self.keywords, letters)
+        return base + suffix
+
+
+class Mover:
+    """Renames within one folder with plain path strings relative to its directory
+    (`dir_fd`): for batches of 1,000, pathlib and path walks cost more than the renames."""
+
+    def __init__(self, folder: str) -> None:
         self._fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        # A batch has few distinct (flags, old letters) pairs: work each one out once.
-        self._letters: dict[tuple[frozenset[str], str], str] = {}
 
     def close(self) -> None:
         os.close(self._fd)
 
-    def __enter__(self) -> FlagRenamer:
+    def __enter__(self) -> Mover:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def rename(self, where: tuple[str, str], wanted: frozenset[str]) -> str | None:
-        """Rename the file at `where` (subdir, name) for `wanted`; its new name in cur/, or
-        None if it is gone (renamed or removed by another tool)."""
-        subdir, old = where
-        base, sep, info = old.partition(":")
-        letters = info[2:] if sep and info.startswith("2,") else ""
-        key = (wanted, letters)
-        new_letters = self._letters.get(key)
-        if new_letters is None:
-            new_letters = self._letters[key] = names.flags_to_letters(wanted, self.keywords,
-                                                                      letters)
-        filename = base + names.INFO_SEP + new_letters
-        if filename != old or subdir != "cur":
-            try:
-                os.rename(subdir + "/" + old, "cur/" + filename, src_dir_fd=self._fd,
-                          dst_dir_fd=self._fd)
-            except FileNotFoundError:
-                return None
-        return filename
+    def move(self, old: tuple[str, str], new: tuple[str, str]) -> bool | None:
+        """Rename (subdir, name) `old` to `new`: True when renamed, False when the file is
+        under `new` already, None when it is under neither."""
+        source, target = f"{old[0]}/{old[1]}", f"{new[0]}/{new[1]}"
+        try:
+            os.rename(source, target, src_dir_fd=self._fd, dst_dir_fd=self._fd)
+            return True
+        except FileNotFoundError:
+            pass
+        try:
+            os.stat(target, dir_fd=self._fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        return False
 
 
 TRUSTED_NAME_SIZE = 64 * 1024 * 1024     # `,S=` values above this are not read at once
+_DIGITS = re.compile(rf"[0-9]{{1,{len(str(TRUSTED_NAME_SIZE))}}}(?![0-9])")
 
 
 def read_message(path: str) -> bytes:
@@ -120,14 +127,11 @@ def read_message(path: str) -> bytes:
     it too), one read of size + 1 octets comes back short at the end of the file, so
     open, read and close are all it takes (no fstat, no read to see the end): a FETCH of
     many whole messages is mostly these calls. A wrong size only costs more reads."""
-    name = path[path.rfind("/") + 1:]
-    start = name.find(",S=") + 3
-    end = start
-    while end < len(name) and name[end].isdigit():
-        end += 1
-    if start == 2 or end == start or end - start > len(str(TRUSTED_NAME_SIZE)):
+    at = path.find(",S=", path.rfind("/") + 1)           # in the file's name only
+    found = _DIGITS.match(path, at + 3) if at >= 0 else None
+    if found is None:
         return read_whole(path)
-    size = int(name[start:end])
+    size = int(found.group())
     if size > TRUSTED_NAME_SIZE:            # a name from another tool: do not allocate it
         return read_whole(path)
     return read_whole(path, size)
@@ -143,16 +147,3 @@ def sync_dirs(*directories: Path) -> None:
     """fsync each directory once (group commit with concurrent writers)."""
     for directory in dict.fromkeys(directories):
         DIRECTORY_SYNC.sync(directory)
-
-
-@functools.cache
-def _syncer() -> ThreadPoolExecutor:
-    """Threads that wait on directory fsyncs (made on first use, never at import)."""
-    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="maildir-fsync")
-
-
-def sync_dirs_started(*directories: Path) -> Callable[[], None]:
-    """`sync_dirs` in a helper thread, so the caller can write its index rows meanwhile (an
-    fsync holds no GIL, so nothing waits on anything); call the result to wait for it
-    (it raises what the fsync raised). Commit nothing before it has returned."""
-    return _syncer().submit(sync_dirs, *directories).result

@@ -2,7 +2,8 @@
 and the sizes in the name (`,S=` file size, `,W=` RFC822.SIZE with CRLF line ends).
 
 Letters (maildir(5) and Dovecot): D Draft, F Flagged, R Answered (replied), S Seen,
-T Deleted (trashed), a-z keywords numbered in the folder's `dovecot-keywords` file.
+T Deleted (trashed), a-z keywords numbered in the folder's `dovecot-keywords` file. Also
+the dirty mark of a deferred flag rename: "subdir/name" of the file until it is renamed.
 """
 
 from __future__ import annotations
@@ -116,3 +117,22 @@ def add_keywords(folder: Path, keywords: list[str], wanted: Iterable[str]) -> li
         text = "".join(f"{i} {name}\n" for i, name in enumerate(new) if name)
         atomic_write(folder / KEYWORDS_FILE, text.encode("utf-8"))
     return new
+
+
+_SUBDIRS = ("cur", "new")
+
+
+def mark_of(subdir: str, filename: str) -> str:
+    """A dirty mark (`messages.dirty`): where the file is until its flag rename."""
+    return f"{subdir}/{filename}"
+
+
+def parse_mark(text: object) -> tuple[str, str] | None:
+    """(subdir, name) of a dirty mark; None for NULL or a damaged one (never a path out of
+    the folder)."""
+    if text is None:
+        return None
+    subdir, sep, name = str(text).partition("/")
+    if not sep or subdir not in _SUBDIRS or not name or "/" in name or name.startswith("."):
+        return None
+    return subdir, name

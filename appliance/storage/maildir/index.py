@@ -5,7 +5,8 @@ The Maildir is the truth; the index adds what a Maildir cannot hold (UIDs, UIDVA
 MODSEQ, expunge history, subscriptions, special use, keywords beyond 26) and can always be
 rebuilt. A rebuild keeps whatever rows the old file still yields, so UIDs stay stable
 when they can; folders it cannot recover get a new UIDVALIDITY (RFC 3501 2.3.1.1).
-An index of an older version this code knows how to extend is upgraded in place instead.
+An index of an older version this code knows how to extend is upgraded in place instead
+(version 1 lacks `intents`, version 2 the `messages.dirty` mark of deferred flag renames).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from appliance.storage.db import immediate_transaction
 
 INDEX_NAME = "mailstead-index.db"
 UIDVALIDITY_FILE = "mailstead-uidvalidity"
-SCHEMA_VERSION = 2
-# Versions upgraded in place by creating the tables they lack (1: no `intents`).
-_UPGRADABLE = {1: frozenset({"intents"})}
+SCHEMA_VERSION = 3
+# Versions upgraded in place: the tables they lack are created, the columns added
+# (1: no `intents`, no `messages.dirty`; 2: no `messages.dirty`).
+_UPGRADABLE = {1: frozenset({"intents"}), 2: frozenset[str]()}
+_ADDED_COLUMNS = {"messages": {"dirty": "TEXT"}}
 
 _TABLES = {
     "meta": "key TEXT PRIMARY KEY, value TEXT NOT NULL",
@@ -33,11 +36,13 @@ _TABLES = {
                 "highest_modseq INTEGER NOT NULL, special_use TEXT, "
                 "recent_uid INTEGER NOT NULL"),
     "subscriptions": "name TEXT PRIMARY KEY",
-    # base: the file name before ":2,"; filename: the whole name as last seen in subdir.
+    # base: the file name before ":2,"; subdir/filename: where the file is, or (dirty not
+    # NULL) the name a deferred flag rename gives it; dirty: "subdir/name" the file has
+    # until that rename is done (see `dirty`).
     "messages": ("folder_id INTEGER NOT NULL, uid INTEGER NOT NULL, base TEXT NOT NULL, "
                  "subdir TEXT NOT NULL, filename TEXT NOT NULL, flags TEXT NOT NULL, "
                  "modseq INTEGER NOT NULL, internal_date REAL NOT NULL, "
-                 "size INTEGER NOT NULL, PRIMARY KEY (folder_id, uid), "
+                 "size INTEGER NOT NULL, dirty TEXT, PRIMARY KEY (folder_id, uid), "
                  "UNIQUE (folder_id, base)"),
     # RFC 7162 3.2.5: what QRESYNC's VANISHED (EARLIER) reports.
     "expunged": ("folder_id INTEGER NOT NULL, uid INTEGER NOT NULL, "
@@ -49,7 +54,9 @@ _TABLES = {
                 "target TEXT NOT NULL, files TEXT NOT NULL"),
 }
 _INDEXES = ("CREATE INDEX IF NOT EXISTS messages_modseq ON messages (folder_id, modseq)",
-            "CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (folder_id, modseq)")
+            "CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (folder_id, modseq)",
+            "CREATE INDEX IF NOT EXISTS messages_dirty ON messages (folder_id, uid) "
+            "WHERE dirty IS NOT NULL")
 # What a rebuild copies from an old file, by column name (so other versions can yield rows).
 _SALVAGE = {
     "meta": ("key", "value"),
@@ -57,10 +64,13 @@ _SALVAGE = {
                 "recent_uid"),
     "subscriptions": ("name",),
     "messages": ("folder_id", "uid", "base", "subdir", "filename", "flags", "modseq",
-                 "internal_date", "size"),
+                 "internal_date", "size", "dirty"),
     "expunged": ("folder_id", "uid", "modseq"),
     "intents": ("id", "kind", "source", "target", "files"),    # to be undone after the rebuild
 }
+# Salvaged columns an older file may lack (the rows are kept without them).
+_OPTIONAL = frozenset({"dirty"})
+Salvaged = dict[str, tuple[tuple[str, ...], list[tuple[object, ...]]]]
 
 
 def open_index(root: Path) -> tuple[sqlite3.Connection, bool]:
@@ -72,7 +82,7 @@ def open_index(root: Path) -> tuple[sqlite3.Connection, bool]:
         if _usable(conn):
             return conn, False
         if _upgradable(conn):
-            _create(conn)               # CREATE TABLE IF NOT EXISTS: only the new ones
+            _create(conn)               # only the new tables, columns and indexes
             log.event("mailbox.index_upgraded", index=str(path), version=SCHEMA_VERSION)
             return conn, False
         if not existed or _empty(conn):
@@ -118,21 +128,36 @@ def _table_names(conn: sqlite3.Connection) -> set[str]:
 
 
 def _create(conn: sqlite3.Connection) -> None:
+    """Create what is missing (all of it in a new file; in an upgradable one the tables and
+    columns added since its version), in one transaction: two processes upgrading at once
+    take turns, and the second finds nothing left to add."""
     with write(conn):
         for table, columns in _TABLES.items():
             conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+        for table, added in _ADDED_COLUMNS.items():
+            have = _column_names(conn, table)
+            for column, kind in added.items():
+                if column not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         for statement in _INDEXES:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
 
 
-def _salvage(conn: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
-    """Rows of an unusable index that can still be read (per table; unreadable ones skipped)."""
-    found: dict[str, list[tuple[object, ...]]] = {}
-    for table, columns in _SALVAGE.items():
+def _column_names(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _salvage(conn: sqlite3.Connection) -> Salvaged:
+    """Rows of an unusable index that can still be read (per table, with the columns read;
+    unreadable tables skipped, optional columns an older file lacks left out)."""
+    found: Salvaged = {}
+    for table, wanted in _SALVAGE.items():
         try:
-            found[table] = conn.execute(
-                f"SELECT {', '.join(columns)} FROM {table}").fetchall()  # noqa: S608
+            have = _column_names(conn, table)
+            columns = tuple(c for c in wanted if c in have or c not in _OPTIONAL)
+            found[table] = (columns, conn.execute(
+                f"SELECT {', '.join(columns)} FROM {table}").fetchall())  # noqa: S608
         except sqlite3.DatabaseError:
             continue
     if "messages" in found and "folders" not in found:
@@ -140,8 +165,7 @@ def _salvage(conn: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
     return found
 
 
-def _rebuild(path: Path, salvaged: dict[str, list[tuple[object, ...]]],
-             reason: str) -> sqlite3.Connection:
+def _rebuild(path: Path, salvaged: Salvaged, reason: str) -> sqlite3.Connection:
     """Move the old file aside (one copy kept for inspection) and start a new index."""
     for suffix in ("-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
@@ -149,13 +173,13 @@ def _rebuild(path: Path, salvaged: dict[str, list[tuple[object, ...]]],
     with contextlib.suppress(FileNotFoundError):
         os.replace(path, path.with_name(path.name + ".broken"))
     log.event("mailbox.index_rebuilt", index=str(path), reason=reason,
-              folders=len(salvaged.get("folders", [])),
-              messages=len(salvaged.get("messages", [])))
+              folders=len(salvaged.get("folders", ((), []))[1]),
+              messages=len(salvaged.get("messages", ((), []))[1]))
     conn = _connect(path)
     _create(conn)
     with write(conn):
-        for table, rows in salvaged.items():
-            columns, marks = ", ".join(_SALVAGE[table]), ", ".join("?" * len(_SALVAGE[table]))
+        for table, (names, rows) in salvaged.items():
+            columns, marks = ", ".join(names), ", ".join("?" * len(names))
             sql = f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({marks})"  # noqa: S608
             conn.executemany(sql, rows)
     return conn

@@ -2,8 +2,9 @@
 
 The Maildir is the truth: files in new/ move to cur/ (gaining `:2,`), files without a row get
 UIDs in (mtime, name) order, rows whose file is gone are expunged, and a file renamed by any
-tool changes the message's flags. `FolderState` caches the folder in memory; it is refreshed
-from the index by MODSEQ (only what changed) and from the disk only when new/ or cur/ changed.
+tool changes the message's flags. `FolderState` (`state`) caches the folder in memory; it is
+refreshed from the index by MODSEQ (only what changed) and from the disk only when new/ or
+cur/ changed.
 
 When is a directory's mtime ("stamp") proof that nothing changed since a listing? The kernel
 stamps a change with a coarse clock (one tick is several ms), so a second change in the same
@@ -43,6 +44,16 @@ a few ms, while we hold the index lock) is hidden until cur/ changes again; our 
 and deliveries are never hidden. If the file system keeps no nanoseconds (the mark reads back
 different), stamps fall back to rule 1. Marking changes only the directory's mtime, which
 other Maildir readers (Dovecot, mutt) just take as "something changed".
+
+Deferred flag renames (`dirty`, `renames`): a STORE changes no file, so it keeps its stamp
+as it is. Its renames follow in batches, and each batch is an own change like the above:
+under the account lock and the index write lock it checks that cur/ still shows the stamp
+this process trusts (else the stamp is dropped: something else changed cur/ since, and the
+next sync lists), renames, and marks cur/ again. So our own deferred renames never force a
+listing of 10,000 files on the next command, and a tool's change before a batch is seen;
+a tool's change *during* a batch (under a millisecond) is the gap named above. A listing
+(`reconcile`) never sees a marked row: whoever lists completes the folder's renames first
+in the same transaction (`dirty.complete`), so every row's name is the file's name.
 """
 
 from __future__ import annotations
@@ -52,79 +63,22 @@ import os
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.storage.mailbox_api import FolderSnapshot, MessageMeta
+from appliance.storage.mailbox_api import MessageMeta
 from appliance.storage.maildir import flags as names
+from appliance.storage.maildir.state import FolderState as FolderState
+from appliance.storage.maildir.state import Stamp as Stamp
 
 # A directory whose mtime is this close to the start of a listing may change again within
 # the same timestamp tick (the kernel stamps with a coarse clock), so its stamp is not
 # trusted and the next sync lists again. Local file systems tick every few milliseconds.
 DIRTY_WINDOW = 0.1
 
-Stamp = tuple[int, int]        # mtime_ns of new/ and cur/
-
-
-@dataclass
-class FolderState:
-    """One folder as this process last saw it (index rows plus where each file is)."""
-
-    id: int
-    name: str
-    path: Path
-    uidvalidity: int
-    uidnext: int
-    highest_modseq: int
-    recent_uid: int
-    special_use: str | None
-    metas: dict[int, MessageMeta] = field(default_factory=dict)
-    files: dict[int, tuple[str, str]] = field(default_factory=dict)  # uid: (subdir, name)
-    stamp: Stamp | None = None           # trusted stamp of the last listing
-    data_version: int = -1
-    _snapshot: tuple[MessageMeta, ...] | None = None
-    _last_uid: int = 0                    # highest UID in `metas`
-    _ordered: bool = True                 # `metas` iterates in ascending UID
-
-    def snapshot(self, recent: frozenset[int] = frozenset()) -> FolderSnapshot:
-        if self._snapshot is None:
-            if not self._ordered:             # rare: rows arrived out of UID order
-                for uid in sorted(self.metas):
-                    self.metas[uid] = self.metas.pop(uid)
-                self._ordered = True
-            self._snapshot = tuple(self.metas.values())
-        return FolderSnapshot(self.name, self.uidvalidity, self.uidnext, self.highest_modseq,
-                              self._snapshot, recent)
-
-    def put(self, meta: MessageMeta, subdir: str, filename: str) -> None:
-        """Add or replace a message (a replaced one keeps its place in `metas`)."""
-        uid = meta.uid
-        if uid > self._last_uid:
-            self._last_uid = uid
-        elif uid not in self.metas:
-            self._ordered = False
-        self.metas[uid] = meta
-        self.files[uid] = (subdir, filename)
-        self._snapshot = None
-
-    def drop(self, uid: int) -> None:
-        self.metas.pop(uid, None)
-        self.files.pop(uid, None)
-        self._snapshot = None
-
-    def file_path(self, uid: int) -> Path:
-        subdir, filename = self.files[uid]
-        return self.path / subdir / filename
-
-    def file_str(self, uid: int) -> str:
-        """`file_path` as a plain string: batches of 1,000 spend more in pathlib than in
-        the system calls."""
-        subdir, filename = self.files[uid]
-        return f"{os.fspath(self.path)}/{subdir}/{filename}"
-
 
 _FOLDER_COLUMNS = "id, uidvalidity, uidnext, highest_modseq, recent_uid, special_use"
-_MESSAGE_COLUMNS = "uid, subdir, filename, flags, modseq, internal_date, size"
+_MESSAGE_COLUMNS = "uid, subdir, filename, flags, modseq, internal_date, size, dirty"
 
 
 def folder_row(conn: sqlite3.Connection, name: str) -> tuple[object, ...] | None:
@@ -148,10 +102,10 @@ def load_state(conn: sqlite3.Connection, name: str, path: Path,
 
 
 def _put_row(state: FolderState, row: tuple[object, ...]) -> None:
-    uid, subdir, filename, flag_text, modseq, internal_date, size = row
+    uid, subdir, filename, flag_text, modseq, internal_date, size, mark = row
     meta = MessageMeta(int(str(uid)), parse_flags(str(flag_text)), int(str(modseq)),
                        float(str(internal_date)), int(str(size)))
-    state.put(meta, str(subdir), str(filename))
+    state.put(meta, str(subdir), str(filename), names.parse_mark(mark))
 
 
 def parse_flags(text: str) -> frozenset[str]:
@@ -227,6 +181,7 @@ class _OnDisk:
 def reconcile(conn: sqlite3.Connection, state: FolderState, keywords: list[str],
               in_flight: frozenset[str] = frozenset()) -> None:
     """Bring the index (inside the caller's write transaction) and `state` up to the disk.
+    The folder's deferred flag renames are done before (`dirty.complete`).
 
     Files and rows whose base name is `in_flight` (a COPY or MOVE not settled yet, see
     `intents`) are left as they are, and the folder is listed again next time."""

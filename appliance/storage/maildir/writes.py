@@ -1,10 +1,12 @@
 """Message changes inside one index write transaction: append, flag STORE, copy, remove.
 
-Each function runs with the folder state fresh (see `MaildirAccount._for_write`), changes the
-files first (durably), then the rows, with one new MODSEQ per call (RFC 7162 3.1.1). A crash
-between the file change and the commit is repaired by the next sync, which trusts the files;
-a COPY or MOVE is first planned (`plan_copy`) and written down as an intent, which the next
-open undoes instead (`intents`).
+Each function runs with the folder state fresh (see `MaildirAccount._for_write`: no flag
+rename of the folder is pending then), changes the files first (durably), then the rows,
+with one new MODSEQ per call (RFC 7162 3.1.1). A crash between the file change and the
+commit is repaired by the next sync, which trusts the files; a COPY or MOVE is first planned
+(`plan_copy`) and written down as an intent, which the next open undoes instead (`intents`).
+A flag STORE is the exception: its committed rows are the record, and the renames follow
+(`dirty`).
 """
 
 from __future__ import annotations
@@ -79,49 +81,49 @@ def new_flags(old: frozenset[str], operation: FlagOperation,
 
 def store(conn: sqlite3.Connection, state: FolderState, uids: Sequence[int],
           operation: FlagOperation, flags: frozenset[str],
-          unchanged_since: int | None) -> StoreResult:
-    """STORE: rename the files first, then the rows (RFC 7162 3.1.3 for UNCHANGEDSINCE).
+          unchanged_since: int | None) -> tuple[StoreResult, bool]:
+    """STORE (RFC 7162 3.1.3 for UNCHANGEDSINCE): the rows only, each carrying the name its
+    file must get and, as its dirty mark, the name it has now (`dirty`; a row still marked
+    keeps its mark, read afresh by the caller); the renames follow after the commit. (The
+    result, whether any row is marked.)
 
-    Built for 1:* on large folders: per message a dict look-up or two, the rename and one
-    new MessageMeta (`_FlagBatch`); one fsync of cur/ for all the renames (group commit),
-    waited for in a helper thread while the rows are updated (one executemany) and before
-    the caller commits them."""
+    Built for 1:* on large folders: per message a dict look-up or two and one new
+    MessageMeta (`_FlagBatch`), one executemany for the rows."""
     keywords = names.add_keywords(state.path, names.read_keywords(state.path), flags)
     modseq = state.highest_modseq + 1
     refused: list[int] = []
-    metas, where = state.metas, state.files
-    with files.FlagRenamer(os.fspath(state.path), keywords) as renamer:
-        batch = _FlagBatch(renamer, operation, flags, modseq)
-        for uid in sorted(set(uids)):
-            meta = metas.get(uid)
-            if meta is None:
-                continue                      # expunged meanwhile: nothing to change
-            if unchanged_since is not None and meta.modseq > unchanged_since:
-                refused.append(uid)
-                continue
-            batch.add(meta, where[uid])
+    metas, where, moved = state.metas, state.files, state.moved
+    batch = _FlagBatch(files.FlagNamer(keywords), operation, flags, modseq, state.id)
+    for uid in sorted(set(uids)):
+        meta = metas.get(uid)
+        if meta is None:
+            continue                      # expunged meanwhile: nothing to change
+        if unchanged_since is not None and meta.modseq > unchanged_since:
+            refused.append(uid)
+            continue
+        batch.add(meta, where[uid], moved.get(uid))
     if batch.changed:
-        synced = files.sync_dirs_started(state.path / "cur")    # durable before the commit
-        try:
-            conn.executemany("UPDATE messages SET subdir = 'cur', filename = ?, flags = ?, "
-                             "modseq = ? WHERE folder_id = ? AND uid = ?", batch.rows(state.id))
-            for meta, (_, filename) in zip(batch.changed, batch.placed, strict=True):
-                state.put(meta, "cur", filename)
-        finally:
-            synced()
+        conn.executemany("UPDATE messages SET subdir = 'cur', filename = ?, dirty = ?, "
+                         "flags = ?, modseq = ? WHERE folder_id = ? AND uid = ?", batch.rows)
+        state.replace_many(batch.changed, batch.placed)
         set_counters(conn, state, modseq)
-    return StoreResult(tuple(batch.changed), tuple(refused))
+    return StoreResult(tuple(batch.changed), tuple(refused)), batch.marked
 
 
 class _FlagBatch:
     """The messages one STORE changes. A batch has few distinct flag sets, so each old set
     maps to its new set and index text once (`_outcome`)."""
 
-    def __init__(self, renamer: files.FlagRenamer, operation: FlagOperation,
-                 flags: frozenset[str], modseq: int) -> None:
-        self.renamer, self.operation, self.flags, self.modseq = renamer, operation, flags, modseq
+    def __init__(self, namer: files.FlagNamer, operation: FlagOperation,
+                 flags: frozenset[str], modseq: int, folder_id: int) -> None:
+        self.namer, self.operation, self.flags, self.modseq = namer, operation, flags, modseq
+        self.folder_id = folder_id
         self.changed: list[MessageMeta] = []
-        self.placed: list[tuple[str, str]] = []          # (flags text, file name in cur/)
+        # (new name in cur/, the file's name now when it differs)
+        self.placed: list[tuple[str, tuple[str, str] | None]] = []
+        # The UPDATE parameters: (file name, dirty mark, flags text, modseq, folder, uid).
+        self.rows: list[tuple[str, str | None, str, int, int, int]] = []
+        self.marked = False
         self._outcomes: dict[frozenset[str], tuple[frozenset[str], str] | None] = {}
 
     def _outcome(self, old: frozenset[str]) -> tuple[frozenset[str], str] | None:
@@ -134,22 +136,22 @@ class _FlagBatch:
                                                                       format_flags(wanted))
             return found
 
-    def add(self, meta: MessageMeta, where: tuple[str, str]) -> None:
+    def add(self, meta: MessageMeta, where: tuple[str, str],
+            marked: tuple[str, str] | None) -> None:
+        """`where`: the row's name; `marked`: where the file still is (a pending rename)."""
         outcome = self._outcome(meta.flags)
         if outcome is None:
             return
-        filename = self.renamer.rename(where, outcome[0])
-        if filename is None:
-            return              # renamed or removed by another tool: the next sync tells
-        self.changed.append(MessageMeta(meta.uid, outcome[0], self.modseq,
-                                        meta.internal_date, meta.size))
-        self.placed.append((outcome[1], filename))
-
-    def rows(self, folder_id: int) -> list[tuple[str, str, int, int, int]]:
-        """The UPDATE parameters: (file name, flags text, modseq, folder, uid)."""
-        modseq = self.modseq
-        return [(filename, text, modseq, folder_id, meta.uid)
-                for meta, (text, filename) in zip(self.changed, self.placed, strict=True)]
+        filename = self.namer.name(where[1], outcome[0])
+        at = where if marked is None else marked
+        if at[0] == "cur" and at[1] == filename:
+            moved, mark = None, None            # a keyword with no letter: nothing to rename
+        else:
+            moved, mark, self.marked = at, names.mark_of(*at), True
+        uid, modseq = meta.uid, self.modseq
+        self.changed.append(MessageMeta(uid, outcome[0], modseq, meta.internal_date, meta.size))
+        self.placed.append((filename, moved))
+        self.rows.append((filename, mark, outcome[1], modseq, self.folder_id, uid))
 
 
 class Link(NamedTuple):

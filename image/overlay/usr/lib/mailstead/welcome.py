@@ -1,0 +1,128 @@
+"""mailstead-welcome.service: the unprivileged part of every boot of the appliance image.
+
+Prepares the data directory (layout, self-signed TLS certificate, mailstead.db), makes the
+one-time setup code while no admin exists, and shows it with the console's URL (text and a
+QR code) on the console and in the login prompts' issue file. Runs with the image's venv
+Python: /opt/mailstead/venv/bin/python /usr/lib/mailstead/welcome.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import ipaddress
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+# Printed alone on a line; `./build.sh image-test` reads the code from the serial console
+# by this prefix.
+CODE_PREFIX = "Mailstead setup code: "
+
+
+def global_addresses(ip_output: str) -> list[str]:
+    """The global unicast addresses in `ip -o addr show scope global` output, IPv4 first."""
+    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for line in ip_output.splitlines():
+        words = line.split()
+        for family in ("inet", "inet6"):
+            if family in words and words.index(family) + 1 < len(words):
+                text = words[words.index(family) + 1].split("/", 1)[0]
+                try:
+                    found.append(ipaddress.ip_address(text))
+                except ValueError:
+                    continue
+    found.sort(key=lambda a: (a.version, int(a)))
+    return [str(a) for a in found]
+
+
+def console_urls(addresses: Sequence[str], port: int) -> list[str]:
+    """https:// URLs of the console for each address (IPv6 in brackets, the port if not 443)."""
+    urls = []
+    for address in addresses:
+        host = f"[{address}]" if ":" in address else address
+        urls.append(f"https://{host}/" if port == 443 else f"https://{host}:{port}/")
+    return urls
+
+
+def qr_lines(text: str) -> list[str]:
+    """`text` as a QR code drawn with block characters (dark on a light terminal border)."""
+    import qrcode
+
+    code = qrcode.QRCode(border=2)
+    code.add_data(text)
+    code.make(fit=True)
+    out = io.StringIO()
+    code.print_ascii(out=out, invert=True)
+    return out.getvalue().rstrip("\n").splitlines()
+
+
+def welcome_text(code: str | None, urls: Sequence[str], hostname: str) -> str:
+    """What the screen and the serial console show."""
+    lines = ["", "Mailstead mail appliance", "=" * 24]
+    if urls:
+        lines.append("Web console: " + "  ".join(urls))
+    else:
+        lines.append("Web console: no network address yet (is a cable plugged in?)")
+    if code is None:
+        lines.append(f"An admin account exists: log in to the console ({hostname}).")
+    else:
+        lines += [
+            "Open the console in a browser on this network and enter this one-time code",
+            "to create the admin account:",
+            "",
+            CODE_PREFIX + code,
+        ]
+        if urls:
+            lines += ["", *qr_lines(urls[0])]
+    lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def issue_text(welcome: str) -> str:
+    """The welcome for agetty's issue files: backslashes are agetty escapes there."""
+    return welcome.replace("\\", "\\\\")
+
+
+def prepare(config: Path) -> tuple[str | None, int, str]:
+    """Prepare the data directory; (setup code or None, console port, hostname)."""
+    from appliance import datadir
+    from appliance.settings import load_settings
+    from appliance.storage.db import open_database
+    from webui import admins, setup_code
+
+    settings = load_settings(config)
+    data_dir = datadir.prepare(settings)
+    conn = open_database(data_dir)
+    try:
+        has_admin = admins.any_admin(conn)
+    finally:
+        conn.close()
+    code = None if has_admin else setup_code.ensure(data_dir)
+    return code, settings.get_int("listen.console_port"), settings.get_str("server.hostname")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from appliance.hardware.run import run_tool
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--issue", type=Path, help="write the welcome here for agetty too")
+    args = parser.parse_args(argv)
+    code, port, hostname = prepare(args.config)
+    shown = run_tool(["ip", "-o", "addr", "show", "scope", "global"], timeout=10)
+    urls = console_urls(global_addresses(shown.stdout.decode(errors="replace")), port)
+    text = welcome_text(code, urls, hostname)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    if args.issue is not None:
+        temporary = args.issue.with_name(args.issue.name + ".tmp")
+        temporary.write_text(issue_text(text), encoding="utf-8")
+        os.chmod(temporary, 0o644)      # agetty (root) reads it; no secret once shown
+        os.replace(temporary, args.issue)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+#!/bin/sh
+# In-guest checks of `./build.sh image-test`. vm_checks.py writes this script and a unit
+# that runs it into root-a of the *test copy* of the image (debugfs); the shipped image has
+# neither. Each result is one line on the second serial port (the host reads probe.log):
+#   PROBE ok|fail NAME DETAIL      and      PROBE-STEP NAME (the host acts, e.g. NVMe fault)
+# then PROBE-END.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+MS="/opt/mailstead/venv/bin/mailstead --config /etc/mailstead/mailstead.toml"
+T=/run/probe; mkdir -p $T
+result() { echo "PROBE $1 $2 $(tr '\n' ' ' < $T/out | cut -c1-400)"; }
+check() { name=$1; shift; if "$@" > $T/out 2>&1; then result ok "$name"; else result fail "$name"; fi; }
+
+root_read_only() {
+    findmnt -no OPTIONS / | grep -q '^ro' || { echo "/ is not ro"; return 1; }
+    if touch /probe-write 2>/dev/null; then echo "wrote to /"; return 1; fi
+    findmnt -no SOURCE,OPTIONS /
+}
+units_active() {
+    # one by one: `systemctl is-active A B` succeeds when any one of them is active
+    bad=0
+    for u in mailstead-engine mailstead-console mailstead-monitor mailstead-welcome \
+            mailstead-firstboot nftables; do
+        state=$(systemctl is-active $u); echo "$u=$state"
+        [ "$state" = active ] || bad=1
+    done
+    return $bad
+}
+data_grown() {
+    size=$(df -B1 --output=size /var/lib/mailstead | tail -1)
+    echo "data partition $size bytes"
+    [ "$size" -gt 2000000000 ]
+}
+security_scores() {
+    bad=0
+    for u in engine console monitor welcome firstboot; do
+        score=$(systemd-analyze security --no-pager mailstead-$u.service | awk '/Overall exposure/ {print $(NF-2)}')
+        echo "$u=$score"
+        awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 2.0) }' || bad=1
+    done
+    return $bad
+}
+root_processes() {
+    # root may run: PID 1, kernel threads, journald, udevd, logind, agetty, and this probe
+    ps -eo user:16=,pid=,ppid=,comm= | awk '$1 == "root" && $2 != 2 && $3 != 2 {print $4}' \
+        | sort -u > $T/root
+    grep -vxE 'systemd|systemd-journal|systemd-udevd|systemd-logind|agetty|guest_probe.sh|sh|ps|awk|sort|mdadm|\(sd-pam\)|probe' \
+        $T/root > $T/extra || true
+    echo "root: $(tr '\n' ' ' < $T/root)"
+    [ ! -s $T/extra ] || { echo "unexpected: $(tr '\n' ' ' < $T/extra)"; return 1; }
+}
+mailstead_not_root() {
+    ps -eo user:16=,args= | grep -E 'mailstead|gunicorn' | grep -v -E 'grep|guest_probe' | tee $T/ms
+    ! awk '$1 == "root"' $T/ms | grep -q .
+}
+firewall_loaded() {
+    nft list chain inet mailstead input | grep -q 'policy drop' && nft list set inet mailstead mail_ports
+}
+health() { runuser -u mailstead -- $MS health --json > $T/health.json 2>$T/health.err; }
+md_state() {   # $1: the state the monitor must show for md0
+    health
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); a=[x for x in d["arrays"] or [] if x["name"]=="md0"]; print(a[0]["state"] if a else "no md0", d["overall"]); sys.exit(not a or a[0]["state"]!=sys.argv[2])' $T/health.json "$1"
+}
+md_create() {
+    echo 2000000 > /proc/sys/dev/raid/speed_limit_min
+    mdadm --create /dev/md0 --run --level=1 --raid-devices=2 --metadata=1.2 /dev/sda /dev/sdb &&
+    mdadm --wait /dev/md0; cat /proc/mdstat
+}
+md_fail() { mdadm /dev/md0 --fail /dev/sdb && cat /proc/mdstat; }
+alert_recorded() {   # the running monitor has recorded an alert that mentions $1
+    for i in $(seq 1 60); do
+        health
+        if python3 - "$T/health.json" "$1" <<'PY'
+import json, sys
+alerts = json.load(open(sys.argv[1]))["alerts"]
+hits = [a for a in alerts if sys.argv[2].lower() in json.dumps(a).lower()]
+print([a.get("title") or a.get("key") for a in hits])
+sys.exit(not hits)
+PY
+        then return 0; fi
+        sleep 5
+    done
+    echo "no alert mentioning $1 after 300 s"; return 1
+}
+nvme_failing() {
+    for i in $(seq 1 30); do
+        smartctl -H /dev/nvme0 > $T/nvme 2>&1; rc=$?
+        if [ $((rc & 8)) -ne 0 ]; then grep -i "overall\|FAILED" $T/nvme; return 0; fi
+        sleep 2
+    done
+    cat $T/nvme; return 1
+}
+refused_counted() {
+    nft list counter inet mailstead refused | grep -o 'packets [0-9]*' | tee $T/c
+    ! grep -qx 'packets 0' $T/c
+}
+
+fast_monitor() {
+    # test setting: the monitor polls every 30 s instead of 300 (the minimum the schema
+    # allows), through the environment override of a runtime drop-in, gone at reboot
+    mkdir -p /run/systemd/system/mailstead-monitor.service.d
+    printf '[Service]\nEnvironment=MAILSTEAD_MONITOR__POLL_INTERVAL=30\n' \
+        > /run/systemd/system/mailstead-monitor.service.d/probe.conf
+    systemctl daemon-reload && systemctl restart mailstead-monitor && sleep 5 &&
+    systemctl is-active mailstead-monitor
+}
+
+check root-read-only root_read_only
+check units-active units_active
+check data-partition-grown data_grown
+check security-scores security_scores
+check root-processes root_processes
+check mailstead-not-root mailstead_not_root
+check firewall-loaded firewall_loaded
+check firewall-refusals-counted refused_counted
+check monitor-poll-30s fast_monitor
+check md-raid1-created md_create
+check monitor-md-healthy md_state clean
+check md-member-failed md_fail
+check monitor-md-degraded md_state degraded
+check monitor-md-alert alert_recorded md0
+echo "PROBE-STEP nvme-warning"
+check nvme-critical-warning-seen nvme_failing
+check monitor-nvme-alert alert_recorded nvme
+echo "PROBE-END"
