@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, make_msgid
+from zoneinfo import ZoneInfo
 
 from appliance.core import log
 from appliance.core.addresses import AddressError, parse_address
@@ -232,6 +233,13 @@ def _accounts(recipients: Sequence[Accepted]) -> dict[str, list[str]]:
     return found
 
 
+def zone_clock(zone: str) -> Callable[[], datetime.datetime]:
+    """Now in the box's time zone (`server.timezone`, set in the setup wizard): a vacation's
+    first and last day are the user's calendar days, not UTC's."""
+    tzinfo = ZoneInfo(zone)
+    return lambda: datetime.datetime.now(tzinfo)
+
+
 def attach_vacation(settings: Settings, deliverer: Deliverer, executor: Executor,
                     directory: Directory) -> Deliverer:
     """`deliverer` that also sends vacation replies (after any `on_local_delivery` it had).
@@ -239,7 +247,8 @@ def attach_vacation(settings: Settings, deliverer: Deliverer, executor: Executor
     data_dir = settings.data_dir
     responder = VacationResponder(deliverer, directory, executor,
                                   lambda: AccountSettings(open_database(data_dir)),
-                                  settings.get_str("server.hostname"))
+                                  settings.get_str("server.hostname"),
+                                  zone_clock(settings.get_str("server.timezone")))
     previous = deliverer.on_local_delivery
 
     def both(queue_id: str, message: bytes, recipients: Sequence[Accepted],

@@ -13,6 +13,7 @@ from appliance.pipeline.vacation import (
     build_reply,
     envelope_sender,
     should_reply,
+    zone_clock,
 )
 from appliance.smtp.submission_policy import parse_header
 from appliance.storage.account_settings import Vacation
@@ -133,3 +134,14 @@ def test_a_hostile_message_id_is_not_copied() -> None:
     message = parsed(build_reply(ALICE, BOB, original, Vacation(True, "Away", "x"),
                                  "mx.example.test", NOW))
     assert "In-Reply-To" not in message
+
+
+def test_the_vacation_calendar_is_the_box_time_zone() -> None:
+    """Kiritimati is UTC+14: for most of the UTC day its calendar is already tomorrow, so a
+    vacation starting "tomorrow" (in UTC terms) is already on there."""
+    local = zone_clock("Pacific/Kiritimati")()
+    assert local.utcoffset() == datetime.timedelta(hours=14)
+    utc_now = datetime.datetime.now(datetime.UTC)
+    assert local.date() == (utc_now + datetime.timedelta(hours=14)).date()
+    away = Vacation(True, "Away", "Back soon", start=local.date(), end=local.date())
+    assert away.active_on(local.date())
