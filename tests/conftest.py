@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,3 +24,14 @@ def engine(tmp_path: Path) -> Iterator[EngineProcess]:
     finally:
         if proc.proc is not None and proc.proc.poll() is None:
             proc.stop()
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_umask() -> Iterator[None]:
+    """`appliance.cli.main` sets the process umask to 077 (right for a command); tests that
+    call it in-process must not leave it so, or later peers' files (Postfix's queue) become
+    unreadable to their own unprivileged users."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    yield
+    os.umask(mask)
