@@ -14,13 +14,18 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import (
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -174,14 +179,31 @@ class Browser:
 
     def click(self, css: str) -> None:
         """Click the element `css` selects and wait for the next page to load."""
-        self.press(self.driver.find_element(By.CSS_SELECTOR, css))
+        self._press_found(lambda: self.driver.find_element(By.CSS_SELECTOR, css))
 
     def button(self, label: str) -> None:
         """Click the button whose visible text is `label` and wait for the next page."""
-        found = [b for b in self.driver.find_elements(By.TAG_NAME, "button")
-                 if b.text.strip() == label and b.is_displayed()]
-        assert found, f"no button {label!r} on {self.url}:\n{self.text()}"
-        self.press(found[0])
+        def find() -> WebElement:
+            found = [b for b in self.driver.find_elements(By.TAG_NAME, "button")
+                     if b.text.strip() == label and b.is_displayed()]
+            assert found, f"no button {label!r} on {self.url}:\n{self.text()}"
+            return found[0]
+        self._press_found(find)
+
+    def _press_found(self, find: Callable[[], WebElement]) -> None:
+        """`press(find())`, finding again when chromedriver lost the node between the two
+        (right after a screenshot's device emulation is switched back, chromedriver can
+        answer "Node with given id does not belong to the document": a known race of its
+        inspector, not a page change; the page is unchanged, so finding again is safe)."""
+        for attempt in range(3):
+            try:
+                self.press(find())
+                return
+            except (StaleElementReferenceException, WebDriverException) as exc:
+                if attempt == 2 or (not isinstance(exc, StaleElementReferenceException) and \
+                        "does not belong to the document" not in str(exc)):
+                    raise
+                time.sleep(0.2)
 
     def press(self, element: WebElement) -> None:
         old = self.driver.find_element(By.TAG_NAME, "html")
