@@ -3,7 +3,8 @@
 # that runs it into root-a of the *test copy* of the image (debugfs); the shipped image has
 # neither. Each result is one line on the second serial port (the host reads probe.log):
 #   PROBE ok|fail NAME DETAIL      and      PROBE-STEP NAME (the host acts, e.g. NVMe fault)
-# then PROBE-END.
+# then PROBE-END. The md RAID steps wait for the host's console set-up (setup_done), so
+# postmaster's mailbox exists when the monitor mails the alert.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 MS="/opt/mailstead/venv/bin/mailstead --config /etc/mailstead/mailstead.toml"
 T=/run/probe; mkdir -p $T
@@ -40,10 +41,11 @@ security_scores() {
     return $bad
 }
 root_processes() {
-    # root may run: PID 1, kernel threads, journald, udevd, logind, agetty, and this probe
+    # root may run: PID 1, kernel threads, journald, udevd (and the "(udev-worker)" children
+    # it forks per event, systemd >= 252), logind, agetty, and this probe
     ps -eo user:16=,pid=,ppid=,comm= | awk '$1 == "root" && $2 != 2 && $3 != 2 {print $4}' \
         | sort -u > $T/root
-    grep -vxE 'systemd|systemd-journal|systemd-udevd|systemd-logind|agetty|guest_probe.sh|sh|ps|awk|sort|mdadm|\(sd-pam\)|probe' \
+    grep -vxE 'systemd|systemd-journal|systemd-udevd|\(udev-worker\)|systemd-logind|agetty|guest_probe.sh|sh|ps|awk|sort|mdadm|\(sd-pam\)|probe' \
         $T/root > $T/extra || true
     echo "root: $(tr '\n' ' ' < $T/root)"
     [ ! -s $T/extra ] || { echo "unexpected: $(tr '\n' ' ' < $T/extra)"; return 1; }
@@ -94,6 +96,38 @@ refused_counted() {
     ! grep -qx 'packets 0' $T/c
 }
 
+setup_done() {
+    # the host drives the console's wizard and admin pages meanwhile; the last thing it
+    # saves is the greylist section (tests/image/console_driver.py: offline_settings)
+    for i in $(seq 1 120); do
+        if python3 - /var/lib/mailstead/data/mailstead.db > $T/setup 2>&1 <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=30)
+row = db.execute("SELECT value FROM settings WHERE key = 'greylist.enabled'").fetchone()
+n = db.execute("SELECT count(*) FROM accounts").fetchone()[0]
+print(f"greylist.enabled={row[0] if row else None} accounts={n}")
+sys.exit(row is None)
+PY
+        then cat $T/setup; return 0; fi
+        sleep 5
+    done
+    cat $T/setup; echo "the host's set-up did not finish within 600 s"; return 1
+}
+engine_restarted() {
+    # the engine reads mailstead.db's settings (hostname, greylist, antivirus) and the
+    # wizard's certificate at start
+    systemctl restart mailstead-engine || return 1
+    for i in $(seq 1 60); do
+        if python3 -c 'import socket
+for port in (25, 465, 587, 993):
+    socket.create_connection(("127.0.0.1", port), timeout=5).close()' 2>/dev/null; then
+            systemctl is-active mailstead-engine; return 0
+        fi
+        sleep 2
+    done
+    systemctl status --no-pager mailstead-engine | tail -5; return 1
+}
+
 fast_monitor() {
     # test setting: the monitor polls every 30 s instead of 300 (the minimum the schema
     # allows), through the environment override of a runtime drop-in, gone at reboot
@@ -112,6 +146,9 @@ check root-processes root_processes
 check mailstead-not-root mailstead_not_root
 check firewall-loaded firewall_loaded
 check firewall-refusals-counted refused_counted
+check setup-done-by-host setup_done
+check engine-restarted-with-setup engine_restarted
+echo "PROBE-STEP setup-applied"
 check monitor-poll-30s fast_monitor
 check md-raid1-created md_create
 check monitor-md-healthy md_state clean
