@@ -95,3 +95,14 @@ def parse_address(text: str) -> Address:
 def domain_of(address: str) -> str:
     """The domain part of an already validated address, lower-cased (queue grouping key)."""
     return address.rpartition("@")[2].lower()
+
+
+def primary_domain(hostname: str, domains: list[str]) -> str | None:
+    """The domain the server's own mail (reports, alerts) comes from: the host name's own
+    (or a parent of it) when it is local, else the first local domain by name; None without
+    local domains."""
+    labels = hostname.lower().rstrip(".").split(".")
+    for start in range(len(labels) - 1):
+        if ".".join(labels[start:]) in domains:
+            return ".".join(labels[start:])
+    return sorted(domains)[0] if domains else None

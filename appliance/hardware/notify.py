@@ -17,7 +17,7 @@ from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
-from appliance.core.addresses import AddressError, parse_address
+from appliance.core.addresses import AddressError, parse_address, primary_domain
 from appliance.hardware.alerts import Notice
 from appliance.outbound.spool import Spool
 from appliance.outbound.wake import send_wake, wake_socket_path
@@ -30,17 +30,6 @@ from appliance.storage.maildir.store import MaildirStore
 QUEUE_DIR = "queue"       # outbound/service.py's spool directory in data_dir
 
 EVENT_WORDS = {"raised": "NEW", "changed": "CHANGED", "reminder": "STILL", "cleared": "CLEARED"}
-
-
-def primary_domain(hostname: str, domains: list[str]) -> str | None:
-    """The rule of reports/sender.py's primary_domain (tests keep the two equal): the host
-    name's own domain or a parent of it when local, else the first local domain by name.
-    Repeated here because importing the reports package would double the monitor's memory."""
-    labels = hostname.lower().rstrip(".").split(".")
-    for start in range(len(labels) - 1):
-        if ".".join(labels[start:]) in domains:
-            return ".".join(labels[start:])
-    return sorted(domains)[0] if domains else None
 
 
 def deliverer(data_dir: Path, executor: Executor, messages_limit: int = 0) -> Deliverer:

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from appliance.checks import dmarc
 from appliance.checks.auth_dns import DnsTempError, TxtLookup
 from appliance.core import log
-from appliance.core.addresses import AddressError, parse_address
+from appliance.core.addresses import AddressError, parse_address, primary_domain
 from appliance.pipeline.deliver import Deliverer
 from appliance.pipeline.route import Accepted
 from appliance.reports import evaluations
@@ -117,16 +117,6 @@ def _tag(record: str, name: str) -> str:
         if sep and key.strip().lower() == name:
             return value.strip()
     return ""
-
-
-def primary_domain(hostname: str, domains: list[str]) -> str | None:
-    """Our domain the reports come from: the host name's own (or a parent of it) when it
-    is local, else the first local domain by name; None without local domains."""
-    labels = hostname.lower().rstrip(".").split(".")
-    for start in range(len(labels) - 1):
-        if ".".join(labels[start:]) in domains:
-            return ".".join(labels[start:])
-    return sorted(domains)[0] if domains else None
 
 
 def day_start(day: str) -> int:

@@ -20,38 +20,26 @@ from appliance.storage.account_settings import (
     Forwarding,
     Vacation,
 )
-from appliance.storage.db import open_database
 from appliance.storage.directory import SqliteDirectory
+from harness.account_db import database_with_account
+from harness.clock import ManualClock
 
 ALICE = "alice@example.test"
-HASH = "$argon2id$v=19$m=8192,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
 DAY = datetime.date
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 def conn(tmp_path: Path) -> sqlite3.Connection:
-    conn = open_database(tmp_path)
-    directory = SqliteDirectory(conn)
-    directory.add_domain("example.test")
-    directory.add_account(ALICE, HASH)
-    return conn
+    return database_with_account(tmp_path, ALICE)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-def store(conn: sqlite3.Connection, clock: Clock) -> AccountSettings:
+def store(conn: sqlite3.Connection, clock: ManualClock) -> AccountSettings:
     return AccountSettings(conn, clock)
 
 
@@ -112,7 +100,7 @@ def test_unknown_account_is_refused(store: AccountSettings) -> None:
         store.set_forwarding("nobody@example.test", Forwarding(("a@example.org",)))
 
 
-def test_one_reply_per_sender_per_interval(store: AccountSettings, clock: Clock) -> None:
+def test_one_reply_per_sender_per_interval(store: AccountSettings, clock: ManualClock) -> None:
     store.set_vacation(ALICE, Vacation(True, "Away", "Gone"))
     assert store.claim_reply(ALICE, "bob@example.org")
     assert not store.claim_reply(ALICE, "BOB@Example.org")        # the same sender
@@ -174,7 +162,7 @@ def test_deleting_the_account_deletes_its_settings(
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
 
 
-def test_old_reply_records_are_pruned(store: AccountSettings, clock: Clock,
+def test_old_reply_records_are_pruned(store: AccountSettings, clock: ManualClock,
                                       conn: sqlite3.Connection) -> None:
     store.set_vacation(ALICE, Vacation(True, "Away", "Gone"))
     for n in range(5):

@@ -19,37 +19,25 @@ from appliance.storage.account_totp import (
     normalise_code,
     provisioning_uri,
 )
-from appliance.storage.db import open_database
 from appliance.storage.directory import SqliteDirectory
+from harness.account_db import database_with_account
+from harness.clock import ManualClock
 
 ALICE = "alice@example.test"
-HASH = "$argon2id$v=19$m=8192,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 def conn(tmp_path: Path) -> sqlite3.Connection:
-    conn = open_database(tmp_path)
-    directory = SqliteDirectory(conn)
-    directory.add_domain("example.test")
-    directory.add_account(ALICE, HASH)
-    return conn
+    return database_with_account(tmp_path, ALICE)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-def totp(conn: sqlite3.Connection, clock: Clock) -> AccountTotp:
+def totp(conn: sqlite3.Connection, clock: ManualClock) -> AccountTotp:
     return AccountTotp(conn, clock)
 
 
@@ -64,7 +52,8 @@ def test_rfc6238_appendix_b_vector() -> None:
     assert pyotp.TOTP(secret).at(59) == "287082"
 
 
-def test_enrolment_is_pending_until_a_code_confirms_it(totp: AccountTotp, clock: Clock) -> None:
+def test_enrolment_is_pending_until_a_code_confirms_it(totp: AccountTotp,
+                                                     clock: ManualClock) -> None:
     assert totp.state(ALICE) == TotpState(False, False)
     secret = totp.begin(ALICE)
     assert totp.state(ALICE) == TotpState(False, True)
@@ -81,7 +70,7 @@ def test_enrolment_is_pending_until_a_code_confirms_it(totp: AccountTotp, clock:
 
 
 def test_a_new_enrolment_replaces_a_pending_one_but_not_an_enabled_one(
-        totp: AccountTotp, clock: Clock) -> None:
+        totp: AccountTotp, clock: ManualClock) -> None:
     first = totp.begin(ALICE)
     second = totp.begin(ALICE)
     assert first != second
@@ -94,7 +83,7 @@ def test_a_new_enrolment_replaces_a_pending_one_but_not_an_enabled_one(
 
 
 def test_codes_within_one_step_of_now_are_accepted_once(totp: AccountTotp,
-                                                        clock: Clock) -> None:
+                                                        clock: ManualClock) -> None:
     secret = totp.begin(ALICE)
     assert totp.confirm(ALICE, code(secret, clock.now - STEP_SECONDS))
     assert not totp.verify(ALICE, code(secret, clock.now - STEP_SECONDS))   # replay

@@ -23,6 +23,7 @@ from appliance.storage.app_passwords import (
 )
 from appliance.storage.db import open_database
 from appliance.storage.directory import SqliteDirectory
+from harness.clock import ManualClock
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 PASSWORD = "correct horse battery"
@@ -38,14 +39,6 @@ class CountingPasswords(Passwords):
     def verify(self, stored_hash: str, password: str) -> Verdict:
         self.verifications += 1
         return super().verify(stored_hash, password)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -68,12 +61,12 @@ def directory(conn: sqlite3.Connection, passwords: CountingPasswords) -> SqliteD
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-def store(conn: sqlite3.Connection, passwords: CountingPasswords, clock: Clock,
+def store(conn: sqlite3.Connection, passwords: CountingPasswords, clock: ManualClock,
           directory: SqliteDirectory) -> AppPasswordStore:
     return AppPasswordStore(conn, passwords, clock)
 
@@ -119,7 +112,7 @@ def test_selector_is_four_hex_digits_of_sha256() -> None:
 # -- the store -----------------------------------------------------------------------------
 
 def test_create_shows_the_secret_once_and_keeps_only_a_hash(
-        store: AppPasswordStore, conn: sqlite3.Connection, clock: Clock) -> None:
+        store: AppPasswordStore, conn: sqlite3.Connection, clock: ManualClock) -> None:
     made = store.create(ALICE, "  Phone  ")
     assert made.record.label == "Phone"
     assert made.record.created_at == int(clock.now)
@@ -256,7 +249,7 @@ def test_a_selector_collision_tries_both_hashes(
 
 
 def test_last_used_is_recorded_without_a_write_per_login(
-        store: AppPasswordStore, verifier: AccountVerifier, clock: Clock,
+        store: AppPasswordStore, verifier: AccountVerifier, clock: ManualClock,
         conn: sqlite3.Connection) -> None:
     made = store.create(ALICE, "phone")
     assert verifier.verify(ALICE, made.secret)
@@ -273,7 +266,7 @@ def test_last_used_is_recorded_without_a_write_per_login(
 
 
 def test_an_old_hash_is_upgraded_at_login(
-        conn: sqlite3.Connection, directory: SqliteDirectory, clock: Clock) -> None:
+        conn: sqlite3.Connection, directory: SqliteDirectory, clock: ManualClock) -> None:
     old = AppPasswordStore(conn, CountingPasswords(time_cost=1), clock)
     secret = old.create(ALICE, "phone").secret
     stronger = CountingPasswords(time_cost=2)

@@ -22,7 +22,6 @@ from appliance.hardware.rules.base import Disk, Thresholds
 from appliance.hardware.rules.disk_health import health_of
 from appliance.outbound import service
 from appliance.pipeline.space import MONITOR_FLAG, SpaceGuard, monitor_says_full
-from appliance.reports import sender
 from appliance.smtp import replies
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "hardware"
@@ -133,14 +132,6 @@ def test_alert_mail_form() -> None:
     ("cleared", "ok", "disk_health:X", False)])
 def test_which_notices_run_disk_failed(event: str, level: str, key: str, runs: bool) -> None:
     assert wants_failed_hook(notice(event, level, key)) == runs
-
-
-@pytest.mark.parametrize(("hostname", "domains"), [
-    ("mx.example.test", ["example.test", "other.test"]), ("mx.mailstead.test", ["b.test",
-                                                                               "a.test"]),
-    ("Mail.Sub.Example.Test.", ["example.test", "sub.example.test"]), ("localhost", [])])
-def test_admin_domain_rule_is_the_reports_rule(hostname: str, domains: list[str]) -> None:
-    assert notify.primary_domain(hostname, domains) == sender.primary_domain(hostname, domains)
 
 
 def test_alert_deliverer_uses_the_engines_spool() -> None:

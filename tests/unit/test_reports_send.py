@@ -18,6 +18,7 @@ from appliance.checks.auth_dns import DnsTempError
 from appliance.checks.dkim_verify import DkimResult
 from appliance.checks.result import Verdict
 from appliance.checks.spf import SpfOutcome
+from appliance.core.addresses import primary_domain
 from appliance.outbound.spool import Spool
 from appliance.pipeline.deliver import Deliverer
 from appliance.reports import evaluations
@@ -34,7 +35,6 @@ from appliance.reports.sender import (
     day_start,
     destinations,
     parse_uri,
-    primary_domain,
     seconds_to_next_run,
     sized_mail,
     verify,
