@@ -15,13 +15,11 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, make_msgid
+from datetime import datetime
 
 from appliance.core import log
 from appliance.hardware import notify
+from appliance.pipeline.local_deliverer import local_deliverer
 from appliance.settings import Settings
 from appliance.storage.db import immediate_transaction
 from appliance.storage.directory import SqliteDirectory
@@ -42,14 +40,6 @@ def compose(alerts: Sequence[Alert], sender: str, to: str, hostname: str,
             now: datetime | None = None) -> bytes:
     """One message for all of `alerts` (CRLF line ends)."""
     worse = [a for a in alerts if a.new_state != "ok"]
-    message = EmailMessage()
-    message["From"] = f"Mailstead DNS check <{sender}>"
-    message["To"] = to
-    message["Subject"] = (f"[Mailstead {'WARNING' if worse else 'OK'}] DNS: "
-                          f"{len(alerts)} record check(s) changed")
-    message["Date"] = format_datetime(now or datetime.now(UTC))
-    message["Message-ID"] = make_msgid(domain=hostname)
-    message["Auto-Submitted"] = "auto-generated"
     lines = [f"The daily DNS check of {hostname} found changes:", ""]
     for alert in alerts[:MAX_PER_MAIL]:
         scope = alert.domain or "this server"
@@ -59,8 +49,10 @@ def compose(alerts: Sequence[Alert], sender: str, to: str, hostname: str,
     if len(alerts) > MAX_PER_MAIL:
         lines.append(f"... and {len(alerts) - MAX_PER_MAIL} more")
     lines += ["", "The console's DNS page shows what each record should be."]
-    message.set_content("\n".join(lines) + "\n")
-    return message.as_bytes(policy=SMTP)
+    return notify.system_mail(f"Mailstead DNS check <{sender}>", to,
+                              f"[Mailstead {'WARNING' if worse else 'OK'}] DNS: "
+                              f"{len(alerts)} record check(s) changed",
+                              "\n".join(lines) + "\n", hostname, now)
 
 
 def mail_alerts(settings: Settings, conn: sqlite3.Connection) -> str | None:
@@ -80,7 +72,7 @@ def mail_alerts(settings: Settings, conn: sqlite3.Connection) -> str | None:
     message = compose(alerts, notify.sender_address(hostname, directory, address), address,
                       hostname)
     with ThreadPoolExecutor(max_workers=1) as executor:
-        deliverer = notify.deliverer(settings.data_dir, executor,
+        deliverer = local_deliverer(settings.data_dir, executor,
                                      settings.get_int("limits.max_messages_per_account"))
         queue_id = asyncio.run(notify.send(deliverer, to, message))
     with immediate_transaction(conn):

@@ -28,6 +28,7 @@ from appliance.hardware.rules import evaluate, space
 from appliance.hardware.rules.base import CRITICAL, Disk, Finding, Snapshot, Thresholds
 from appliance.hardware.rules.disk_health import health_of
 from appliance.pipeline.deliver import Deliverer
+from appliance.pipeline.local_deliverer import local_deliverer
 from appliance.pipeline.space import MONITOR_FLAG
 from appliance.settings import Settings
 from appliance.storage.db import open_database
@@ -152,7 +153,7 @@ class Monitor:
                       notices=len(notices))
             return None
         if self._deliverer is None:
-            self._deliverer = notify.deliverer(
+            self._deliverer = local_deliverer(
                 self.settings.data_dir, self._executor,
                 self.settings.get_int("limits.max_messages_per_account"))
         message = notify.compose(notices, notify.sender_address(hostname, directory, address),

@@ -10,36 +10,19 @@ no bounce and no vacation reply loops back to the monitor.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import Executor
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
-from pathlib import Path
 
 from appliance.core.addresses import AddressError, parse_address, primary_domain
 from appliance.hardware.alerts import Notice
-from appliance.outbound.spool import Spool
-from appliance.outbound.wake import send_wake, wake_socket_path
 from appliance.pipeline.deliver import Deliverer
 from appliance.pipeline.route import Accepted
 from appliance.storage.directory import SqliteDirectory
 from appliance.storage.interfaces import RecipientStatus, Resolution
-from appliance.storage.maildir.store import MaildirStore
-
-QUEUE_DIR = "queue"       # outbound/service.py's spool directory in data_dir
 
 EVENT_WORDS = {"raised": "NEW", "changed": "CHANGED", "reminder": "STILL", "cleared": "CLEARED"}
-
-
-def deliverer(data_dir: Path, executor: Executor, messages_limit: int = 0) -> Deliverer:
-    """A Deliverer as outbound/service.py's build_deliverer makes it (Maildirs, the spool,
-    a wake-up for the queue runner), without the free-space floor (alerts skip it) or
-    delivery notices (alerts ask for none). Built here so the monitor does not import the
-    outbound transport, DKIM and DNS it never uses (about 20 MB of memory)."""
-    wake = wake_socket_path(data_dir / QUEUE_DIR)
-    return Deliverer(MaildirStore(data_dir), Spool(data_dir / QUEUE_DIR), executor,
-                     messages_limit=messages_limit, on_queued=lambda: send_wake(wake))
 
 
 def admin_address(configured: str, hostname: str, directory: SqliteDirectory) -> str | None:
@@ -83,14 +66,22 @@ def body(notices: Sequence[Notice], hostname: str) -> str:
 def compose(notices: Sequence[Notice], sender: str, to: str, hostname: str,
             now: datetime | None = None) -> bytes:
     """One mail for all of one poll's notices; CRLF line ends."""
+    return system_mail(f"Mailstead monitor <{sender}>", to, subject(notices),
+                       body(notices, hostname), hostname, now)
+
+
+def system_mail(from_field: str, to: str, subject_text: str, text: str, hostname: str,
+                now: datetime | None = None) -> bytes:
+    """A plain-text mail of the appliance to its admin (alerts, DNS changes), marked
+    `Auto-Submitted: auto-generated` (RFC 3834 5) so no responder answers it; CRLF."""
     message = EmailMessage()
-    message["From"] = f"Mailstead monitor <{sender}>"
+    message["From"] = from_field
     message["To"] = to
-    message["Subject"] = subject(notices)
+    message["Subject"] = subject_text
     message["Date"] = format_datetime(now or datetime.now(UTC))
     message["Message-ID"] = make_msgid(domain=hostname)
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(body(notices, hostname))
+    message.set_content(text)
     return message.as_bytes(policy=SMTP)
 
 

@@ -25,17 +25,15 @@ from appliance.outbound.dnscache import make_dns_cache
 from appliance.outbound.reports import Reporter
 from appliance.outbound.runner import QueueRunner, RunnerLimits, Transport
 from appliance.outbound.scheduler import RetryPolicy
-from appliance.outbound.spool import Spool
-from appliance.outbound.wake import listen_for_wakes, send_wake, wake_socket_path
+from appliance.outbound.spool import QUEUE_DIR, Spool
+from appliance.outbound.wake import listen_for_wakes, wake_socket_path
 from appliance.pipeline.deliver import Deliverer
+from appliance.pipeline.local_deliverer import local_deliverer
 from appliance.pipeline.space import SpaceGuard
 from appliance.settings import Settings
 from appliance.storage.db import open_database
 from appliance.storage.directory import SqliteDirectory
 from appliance.storage.interfaces import Directory
-from appliance.storage.maildir.store import MaildirStore
-
-QUEUE_DIR = "queue"
 
 
 def space_guard(settings: Settings) -> SpaceGuard:
@@ -63,11 +61,9 @@ def build_deliverer(settings: Settings, executor: Executor,
     Each process that accepts mail makes its own (its own SQLite connection and group
     commit); the runner, wherever it runs, is woken through a datagram socket.
     """
-    wake_path = wake_socket_path(settings.data_dir / QUEUE_DIR)
-    deliverer = Deliverer(MaildirStore(settings.data_dir), open_spool(settings), executor,
-                          messages_limit=settings.get_int("limits.max_messages_per_account"),
-                          on_queued=lambda: send_wake(wake_path),
-                          check_space=space_guard(settings).check)
+    deliverer = local_deliverer(settings.data_dir, executor,
+                                settings.get_int("limits.max_messages_per_account"),
+                                space_guard(settings).check)
     if directory is None:
         directory = SqliteDirectory(open_database(settings.data_dir))
     deliverer.on_local_success = _reporter(settings, deliverer, directory).local_success

@@ -36,6 +36,7 @@ from appliance.storage.interfaces import (
     Settled,
 )
 
+QUEUE_DIR = "queue"          # the spool's directory in the data directory
 DB_NAME = "queue.db"
 MESSAGES_DIR = "messages"
 SCHEMA_VERSION = 1

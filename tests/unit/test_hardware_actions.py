@@ -20,7 +20,6 @@ from appliance.hardware.readers import smart
 from appliance.hardware.readers.blockdev import BlockDevice
 from appliance.hardware.rules.base import Disk, Thresholds
 from appliance.hardware.rules.disk_health import health_of
-from appliance.outbound import service
 from appliance.pipeline.space import MONITOR_FLAG, SpaceGuard, monitor_says_full
 from appliance.smtp import replies
 
@@ -134,5 +133,3 @@ def test_which_notices_run_disk_failed(event: str, level: str, key: str, runs: b
     assert wants_failed_hook(notice(event, level, key)) == runs
 
 
-def test_alert_deliverer_uses_the_engines_spool() -> None:
-    assert notify.QUEUE_DIR == service.QUEUE_DIR
