@@ -61,16 +61,13 @@ def mail_alerts(settings: Settings, conn: sqlite3.Connection) -> str | None:
     alerts = unmailed(conn)
     if not alerts:
         return None
-    directory = SqliteDirectory(conn)
-    hostname = settings.get_str("server.hostname")
-    address = notify.admin_address(settings.get_str("monitor.admin_address"), hostname,
-                                   directory)
-    to = notify.recipient(address, directory) if address else None
-    if address is None or to is None:
-        log.event("dns.no_admin_address", address=address or "", alerts=len(alerts))
+    admin = notify.admin_mailbox(settings, SqliteDirectory(conn))
+    if admin is None:
+        log.event("dns.no_admin_address", address=settings.get_str("monitor.admin_address"),
+                  alerts=len(alerts))
         return None
-    message = compose(alerts, notify.sender_address(hostname, directory, address), address,
-                      hostname)
+    address, to = admin.address, admin.to
+    message = compose(alerts, admin.sender, address, settings.get_str("server.hostname"))
     with ThreadPoolExecutor(max_workers=1) as executor:
         deliverer = local_deliverer(settings.data_dir, executor,
                                      settings.get_int("limits.max_messages_per_account"))

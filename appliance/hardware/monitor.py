@@ -143,21 +143,19 @@ class Monitor:
                        self.settings.get_int("monitor.hook_timeout"))
 
     async def _mail(self, notices: list[Notice]) -> str | None:
-        directory = SqliteDirectory(self.conn)
-        hostname = self.settings.get_str("server.hostname")
-        address = notify.admin_address(self.settings.get_str("monitor.admin_address"),
-                                       hostname, directory)
-        to = notify.recipient(address, directory) if address else None
-        if address is None or to is None:
-            log.event("monitor.no_admin_address", address=address or "",
+        admin = notify.admin_mailbox(self.settings, SqliteDirectory(self.conn))
+        if admin is None:
+            log.event("monitor.no_admin_address",
+                      address=self.settings.get_str("monitor.admin_address"),
                       notices=len(notices))
             return None
+        address, to = admin.address, admin.to
         if self._deliverer is None:
             self._deliverer = local_deliverer(
                 self.settings.data_dir, self._executor,
                 self.settings.get_int("limits.max_messages_per_account"))
-        message = notify.compose(notices, notify.sender_address(hostname, directory, address),
-                                 address, hostname)
+        message = notify.compose(notices, admin.sender, address,
+                                 self.settings.get_str("server.hostname"))
         try:
             queue_id = await notify.send(self._deliverer, to, message)
         except Exception as exc:     # a failed mail must not stop monitoring; logged

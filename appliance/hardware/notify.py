@@ -10,6 +10,7 @@ no bounce and no vacation reply loops back to the monitor.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -19,6 +20,7 @@ from appliance.core.addresses import AddressError, parse_address, primary_domain
 from appliance.hardware.alerts import Notice
 from appliance.pipeline.deliver import Deliverer
 from appliance.pipeline.route import Accepted
+from appliance.settings import Settings
 from appliance.storage.directory import SqliteDirectory
 from appliance.storage.interfaces import RecipientStatus, Resolution
 
@@ -31,6 +33,26 @@ def admin_address(configured: str, hostname: str, directory: SqliteDirectory) ->
         return configured
     domain = primary_domain(hostname, directory.list_domains())
     return f"postmaster@{domain}" if domain else None
+
+
+@dataclass(frozen=True)
+class AdminMailbox:
+    """Where the appliance's own mail to its admin goes, and the From it is sent with."""
+
+    address: str
+    to: Accepted
+    sender: str
+
+
+def admin_mailbox(settings: Settings, directory: SqliteDirectory) -> AdminMailbox | None:
+    """`monitor.admin_address` (else postmaster@ the primary domain) resolved for the
+    Deliverer; None when there is none or it is not a known mailbox."""
+    hostname = settings.get_str("server.hostname")
+    address = admin_address(settings.get_str("monitor.admin_address"), hostname, directory)
+    to = recipient(address, directory) if address else None
+    if address is None or to is None:
+        return None
+    return AdminMailbox(address, to, sender_address(hostname, directory, address))
 
 
 def sender_address(hostname: str, directory: SqliteDirectory, admin: str) -> str:
