@@ -137,11 +137,12 @@ def test_a_hostile_message_id_is_not_copied() -> None:
 
 
 def test_the_vacation_calendar_is_the_box_time_zone() -> None:
-    """Kiritimati is UTC+14: for most of the UTC day its calendar is already tomorrow, so a
-    vacation starting "tomorrow" (in UTC terms) is already on there."""
-    local = zone_clock("Pacific/Kiritimati")()
-    assert local.utcoffset() == datetime.timedelta(hours=14)
-    utc_now = datetime.datetime.now(datetime.UTC)
-    assert local.date() == (utc_now + datetime.timedelta(hours=14)).date()
-    away = Vacation(True, "Away", "Back soon", start=local.date(), end=local.date())
-    assert away.active_on(local.date())
+    """Kiritimati is UTC+14 and Niue UTC-11: at any moment their calendars differ by at
+    least one day, so a one-day vacation in Kiritimati's "today" is on there and off in
+    Niue — which a clock that ignored the zone (UTC for both) could not give."""
+    ahead, behind = zone_clock("Pacific/Kiritimati")(), zone_clock("Pacific/Niue")()
+    assert ahead.utcoffset() == datetime.timedelta(hours=14)
+    assert behind.utcoffset() == datetime.timedelta(hours=-11)
+    away = Vacation(True, "Away", "Back soon", start=ahead.date(), end=ahead.date())
+    assert away.active_on(ahead.date())
+    assert not away.active_on(behind.date())
