@@ -259,27 +259,40 @@ disk_image() {
 }
 
 main() {
+    local arg base_only=0 compress=1
+    for arg in "$@"; do
+        case "$arg" in
+            --tools-only) ;;        # handled below: install the host tools, nothing else
+            --base-only) base_only=1 ;;     # warms the cache
+            --no-compress) compress=0 ;;    # CI boots the raw image; no .zst needed
+            *) die "unknown option $arg (--tools-only, --base-only, --no-compress)" ;;
+        esac
+    done
     [ "$(id -u)" -eq 0 ] || die "run as root: the build uses chroot and bind mounts"
     need_tools
     check_tools
+    case " $* " in *" --tools-only "*) return 0 ;; esac
     VERSION=$(version)
     mkdir -p "$OUT" "$CACHE" "$WORK"
     local base wheels name img t
     base=$(base_tree)
-    if [ "${1:-}" = --base-only ]; then echo "$base"; return 0; fi    # warms the cache
+    if [ "$base_only" = 1 ]; then echo "$base"; return 0; fi
     wheels=$(wheelhouse)
     root_tree "$base" "$wheels"
     name=mailstead-$VERSION-$ARCH
     img=$OUT/$name.img
     manifest "$OUT/$name.manifest"
     disk_image "$img"
-    t=$(now)
-    say "compressing"
-    rm -f "$img.zst"
-    zstd -q -T0 -3 "$img" -o "$img.zst"
-    (cd "$OUT" && sha256sum "$name.img" > "$name.img.sha256" && sha256sum "$name.img.zst" > "$name.img.zst.sha256")
-    lap "compression" "$t"
-    say "built $img ($(du -h --apparent-size "$img" | cut -f1) sparse, $(du -h "$img" | cut -f1) used), $img.zst ($(du -h "$img.zst" | cut -f1))"
+    rm -f "$img.zst" "$img.zst.sha256"
+    (cd "$OUT" && sha256sum "$name.img" > "$name.img.sha256")
+    if [ "$compress" = 1 ]; then
+        t=$(now)
+        say "compressing"
+        zstd -q -T0 -3 "$img" -o "$img.zst"
+        (cd "$OUT" && sha256sum "$name.img.zst" > "$name.img.zst.sha256")
+        lap "compression" "$t"
+    fi
+    say "built $img ($(du -h --apparent-size "$img" | cut -f1) sparse, $(du -h "$img" | cut -f1) used)$([ "$compress" = 1 ] && echo ", $img.zst ($(du -h "$img.zst" | cut -f1))")"
     lap "image build"
 }
 
