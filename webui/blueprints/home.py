@@ -12,6 +12,7 @@ from appliance.control import client
 from appliance.control.messages import ControlError
 from appliance.control.server import SOCKET_NAME
 from webui import access, services, setup_state
+from webui.filter_status import filter_notices
 
 bp = Blueprint("home", __name__)
 
@@ -48,4 +49,5 @@ def index() -> str | Response:
     per_domain = services.directory().domain_counts()      # one GROUP BY query
     return render_template("home/dashboard.html", domains=per_domain,
                            account_count=sum(per_domain.values()), queue=queue_status(),
-                           setup_step=setup_state.next_step(services.db()))
+                           setup_step=setup_state.next_step(services.db()),
+                           filters=filter_notices(services.settings()))
