@@ -12,7 +12,7 @@ from appliance.control import client
 from appliance.control.messages import ControlError
 from appliance.control.server import SOCKET_NAME
 from webui import access, services, setup_state
-from webui.filter_status import filter_notices
+from webui.dashboard_notices import dashboard_notices
 
 bp = Blueprint("home", __name__)
 
@@ -50,4 +50,4 @@ def index() -> str | Response:
     return render_template("home/dashboard.html", domains=per_domain,
                            account_count=sum(per_domain.values()), queue=queue_status(),
                            setup_step=setup_state.next_step(services.db()),
-                           filters=filter_notices(services.settings()))
+                           notices=dashboard_notices(services.settings(), services.directory()))

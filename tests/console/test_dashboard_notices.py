@@ -1,18 +1,22 @@
-"""The dashboard's notices about filters that hold mail back on a new box: a virus scanner
-that does not answer (a real clamd from Debian, started and stopped) and greylisting."""
+"""The dashboard's notices: filters that hold mail back on a new box (a virus scanner that
+does not answer -- a real clamd from Debian, started and stopped -- and greylisting), and
+postmaster@ or the alert address reaching nobody."""
 
 from __future__ import annotations
 
 import html
 from pathlib import Path
 
+from appliance.storage.db import open_database
+from appliance.storage.directory import SqliteDirectory
 from peers.clamd import ClamdInstance
-from webui.filter_status import clamd_answers, filter_notices
+from webui.dashboard_notices import clamd_answers, dashboard_notices, filter_notices
 
 from .conftest import (
     ADMIN,
     ADMIN_PASSWORD,
     add_admin,
+    add_user,
     close_app,
     console_settings,
     log_in,
@@ -65,3 +69,43 @@ def test_fail_open_and_a_disabled_scanner_change_the_notice(tmp_path: Path) -> N
     settings = console_settings(tmp_path / "b", antivirus__enabled=False,
                                 greylist__enabled=False)
     assert filter_notices(settings) == []
+
+
+def test_postmaster_and_alert_mail_that_reach_nobody_are_named(tmp_path: Path) -> None:
+    settings = console_settings(tmp_path / "data", greylist__enabled=False,
+                                antivirus__enabled=False)
+    add_user(settings, "alice@example.test")
+    add_user(settings, "bob@other.test")
+    conn = open_database(settings.data_dir)
+    try:
+        directory = SqliteDirectory(conn)
+        titles = {n.title: n.text for n in dashboard_notices(settings, directory)}
+        assert "postmaster@example.test, postmaster@other.test" in titles[
+            "postmaster@ reaches nobody"]
+        assert "mailed to postmaster@example.test" in titles["Alert mail has no mailbox"]
+        directory.add_alias("postmaster@example.test", "alice@example.test")
+        directory.add_alias("@other.test", "bob@other.test")        # a catch-all counts
+        assert dashboard_notices(settings, directory) == []
+    finally:
+        conn.close()
+    add_admin(settings)
+    app = make_app(settings)
+    try:
+        client = app.test_client()
+        assert log_in(client, ADMIN, ADMIN_PASSWORD).status_code == 302
+        page = client.get("/").get_data(as_text=True)
+    finally:
+        close_app(app)
+    assert "reaches nobody" not in page
+    assert "Alert mail has no mailbox" not in page
+
+
+def test_an_outside_alert_address_needs_no_local_mailbox(tmp_path: Path) -> None:
+    settings = console_settings(tmp_path / "data", monitor__admin_address="ops@elsewhere.test",
+                                greylist__enabled=False, antivirus__enabled=False)
+    add_user(settings, "postmaster@example.test")
+    conn = open_database(settings.data_dir)
+    try:
+        assert dashboard_notices(settings, SqliteDirectory(conn)) == []
+    finally:
+        conn.close()
