@@ -3,7 +3,8 @@
 Start-up opens (and migrates) mailstead.db, loads the TLS certificate, and binds the MX
 and the two submission listeners. SIGTERM or SIGINT stops accepting, gives live sessions
 `limits.shutdown_grace` seconds to finish, then closes the rest with a 421 so clients retry
-later.
+later. SIGUSR1 or the control op `engine.restart` stops it the same way and then makes
+`run_engine` return True: the caller re-executes the process (engine_restart.py).
 
 Processes (`engine.workers`, workers.py): one engine process, or N worker processes under
 a supervisor. Exactly one process, the primary (slot 0), runs what must exist once: the
@@ -29,7 +30,9 @@ from dataclasses import dataclass, field
 from appliance.auth.guard import LoginGuard
 from appliance.checks.pipeline import build_checks
 from appliance.checks.ratelimit_clients import ClientRateLimits
+from appliance.control.engine_ops import ENGINE_OPS, EngineOps
 from appliance.core import gcpolicy, log
+from appliance.engine_restart import RESTART_SIGNAL
 from appliance.imap.server import start_imap
 from appliance.outbound.service import (
     QueueService,
@@ -71,6 +74,35 @@ class Role:
 
 
 SINGLE_PROCESS = Role()
+
+
+@dataclass
+class _Stop:
+    """When the engine stops, and whether to restart afterwards (engine_restart.py)."""
+
+    event: asyncio.Event
+    loop: asyncio.AbstractEventLoop
+    supervisor: int | None
+    restart: bool = False
+
+    def request_restart(self) -> None:
+        """Ask for a graceful restart; safe from any thread, returns at once."""
+        if self.supervisor is not None:     # it stops every worker, then re-executes
+            os.kill(self.supervisor, RESTART_SIGNAL)
+            return
+        self.loop.call_soon_threadsafe(self._restart)
+
+    def terminate(self) -> None:
+        """SIGTERM or SIGINT: stop, and stay stopped even if a restart was under way."""
+        self.restart = False
+        self.event.set()
+
+    def _restart(self) -> None:
+        if self.event.is_set():     # already stopping: a restart now is not asked for
+            return
+        log.event("engine.restart_requested")
+        self.restart = True
+        self.event.set()
 
 
 @dataclass
@@ -144,33 +176,38 @@ async def shutdown(listeners: list[Listener], grace: float) -> None:
         await listener.server.wait_closed()
 
 
-async def run_engine(settings: Settings, role: Role = SINGLE_PROCESS) -> None:
-    """Run the engine, or one worker process of it, until SIGTERM or SIGINT."""
-    stop = asyncio.Event()
+async def run_engine(settings: Settings, role: Role = SINGLE_PROCESS) -> bool:
+    """Run the engine, or one worker process of it, until SIGTERM or SIGINT (False) or a
+    restart request (True: the caller re-executes, see engine_restart.py)."""
     loop = asyncio.get_running_loop()
+    stop = _Stop(asyncio.Event(), loop, role.supervisor)
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, stop.terminate)
+    loop.add_signal_handler(RESTART_SIGNAL, stop.request_restart)
     with ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="deliver") as executor:
         if role.primary:
-            running = await _start_primary(settings, executor, role)
+            running = await _start_primary(settings, executor, role, stop)
         else:
             running = _Running([await start_mx(settings, executor, role.reuse_port)])
         if role.supervisor is not None:
-            running.tasks.append(asyncio.ensure_future(_watch(role.supervisor, stop)))
+            running.tasks.append(asyncio.ensure_future(_watch(role.supervisor, stop.event)))
         gcpolicy.apply()        # start-up is done: freeze it, raise the thresholds
         log.event("engine.ready", hostname=settings.get_str("server.hostname"), slot=role.slot)
         if role.ready is not None:
             role.ready()
-        await stop.wait()
-        log.event("engine.stopping", sessions=sum(x.tracker.live for x in running.listeners))
+        await stop.event.wait()
+        log.event("engine.stopping", sessions=sum(x.tracker.live for x in running.listeners),
+                  restart=stop.restart)
         await running.stop(settings.get_int("limits.shutdown_grace"))
     log.event("engine.stopped")
+    return stop.restart
 
 
 async def _start_primary(settings: Settings, executor: ThreadPoolExecutor,
-                         role: Role) -> _Running:
+                         role: Role, stop: _Stop) -> _Running:
     """The queue runner first (its recovery must precede any listener), then listeners."""
     queue = await start_queue_runner(settings, executor, orphan_grace=role.orphan_grace)
+    queue.control.add_ops(ENGINE_OPS, EngineOps(settings, stop.request_restart))
     guard = build_login_guard(settings)
     tls = server_context(settings.data_path("tls.cert_file"),
                          settings.data_path("tls.key_file"))

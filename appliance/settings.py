@@ -13,6 +13,7 @@ import functools
 import importlib
 import ipaddress
 import os
+import re
 import tomllib
 import zoneinfo
 from collections.abc import Callable, Mapping
@@ -95,6 +96,7 @@ _dnsbl_zone_names = _owned_by("appliance.checks.dnsbl_zones:parse_zone_names")
 _client_networks = _owned_by("appliance.checks.ratelimit_clients:parse_networks")
 _domain_list = _owned_by("appliance.checks.authentication:parse_sealers")
 _admin_address = _owned_by("appliance.hardware.rules.base:parse_admin_address")
+_update_window = _owned_by("appliance.update.window:parse_window")
 
 
 def _ip_version(version: int) -> Callable[[str], object]:
@@ -130,6 +132,14 @@ def _time_zone(text: str) -> object:
     """Validator of an IANA time zone name (`server.timezone`) known to this system."""
     if text not in _time_zones():
         raise ValueError(f"unknown time zone {text!r}")
+    return text
+
+
+def _update_url(text: str) -> object:
+    """Validator of `update.url`: empty, or an https:// URL with a host (TUF verifies what
+    comes; HTTPS also hides from the network which release an appliance fetches)."""
+    if text and not re.fullmatch(r"https://[^/\s?#]+(/[^\s?#]*)?", text):
+        raise ValueError(f"expected an https:// URL, got {text!r}")
     return text
 
 
@@ -175,6 +185,20 @@ SCHEMA: tuple[Setting, ...] = (
             "sets the LAN address (the console still answers only console.allowed_networks).",
             validate=ipaddress.ip_address,
             accepted_text="an IPv4 or IPv6 address"),
+    Setting("listen", "public_web_enabled", bool, True,
+            "Run the public web listeners beside the console (`mailstead console serve "
+            "--public` and `--public-http`): only the paths the internet must reach (ACME "
+            "HTTP-01 challenges, autoconfig, Autodiscover, the MTA-STS policy), 404 to all "
+            "else. Off: those commands exit at once and nothing listens."),
+    Setting("listen", "public_web_port", int, 80,
+            "Plain HTTP port of the public listener (on listen.console_address): ACME "
+            "HTTP-01 challenges and autoconfig; any other path is redirected to HTTPS.",
+            1, 65535),
+    Setting("listen", "public_tls_port", int, 8443,
+            "HTTPS port of the public listener (on listen.console_address): the appliance's "
+            "firewall sends port 443 from outside the LAN here, so the internet sees only "
+            "the public paths while the LAN gets the whole console on console_port.",
+            1, 65535),
     Setting("console", "idle_timeout", int, 900,
             "Seconds a console session may stay unused before it must log in again.",
             60, 86400),
@@ -667,14 +691,68 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("monitor", "history_days", int, 400,
             "Days of temperature, space and sector-count history kept for charts and trend "
             "rules.", 2, 3650),
-    Setting("monitor", "hooks_dir", str, "/usr/lib/mailstead/firmware-hooks",
-            "Directory with the `disk-added` and `disk-failed` hooks (see "
-            "firmware-hooks/README.md); empty turns them off.", path=True, optional=True),
-    Setting("monitor", "hook_timeout", int, 60,
-            "Seconds a disk hook may run before it is killed.", 1, 3600),
+    # -- firmware hooks (appliance/update/hooks.py, firmware-hooks/README.md) -------------
+    Setting("hooks", "image_dir", str, "/usr/lib/mailstead/firmware-hooks",
+            "The image's hook directory: `<stage>.d/` folders of executables run at each "
+            "stage (updates, first boot, disk-added, disk-failed; see "
+            "firmware-hooks/README.md). Empty leaves the image's hooks out.",
+            path=True, optional=True),
+    Setting("hooks", "admin_dir", str, "",
+            "The admin's hook directory, run after (and overriding by name) the image's; "
+            "empty means `<data_dir>/hooks`. It and its parent must be writable by root "
+            "(or the runner's user) only, or its hooks are refused.",
+            path=True, optional=True),
+    Setting("hooks", "timeout", int, 300,
+            "Seconds each hook may run; then its whole process group is killed and the "
+            "hook counts as failed.", 1, 86_400),
+    # -- update: the TUF client (appliance/update/trust.py) --
+    Setting("update", "url", str, "",
+            "Base URL of the signed release repository (`metadata/` and `targets/` below "
+            "it, published with `mailstead release`); empty turns updates off.",
+            optional=True, validate=_update_url,
+            accepted_text="an https:// URL, or empty"),
+    Setting("update", "channel", str, "stable",
+            "Release channel followed: `stable`, or `beta` for pre-releases.",
+            choices=("stable", "beta")),
+    Setting("update", "trusted_root", str, "/usr/share/mailstead/update/root.json",
+            "The TUF root metadata shipped in the image: the root of trust every release "
+            "is verified against (later roots are followed from it, signed by it).",
+            path=True),
+    Setting("update", "ca_file", str, "",
+            "CA certificates (PEM) the update server's HTTPS certificate must chain to; "
+            "empty uses the system's store.", path=True, optional=True),
+    Setting("update", "max_bundle_size", int, 4 * 1024 * MIB,
+            "Largest release bundle downloaded, in bytes (the signed length bounds it too).",
+            1 * MIB, 64 * 1024 * MIB),
+    Setting("update", "connect_timeout", int, 30,
+            "Seconds to connect to the update server, and the longest silence while "
+            "reading from it.", 1, 600),
+    Setting("update", "download_timeout", int, 3600,
+            "Seconds one download (metadata or bundle) may take in all before it is cut "
+            "off (a mirror that trickles data forever).", 10, 86_400),
+    Setting("update", "maintenance_window", str, "03:00-05:00",
+            "When an installed update may reboot the appliance: `now`, or `HH:MM-HH:MM` in "
+            "local time (may span midnight). Outside it the reboot waits for its start.",
+            validate=_update_window, accepted_text="'now' or HH:MM-HH:MM"),
+    Setting("update", "boot_attempts", int, 3,
+            "Boots a newly installed slot gets to pass its health check (systemd-boot boot "
+            "counting) before the loader falls back to the previous slot.", 1, 9),
+    Setting("update", "state_dir", str, "",
+            "Where the updater keeps state.json, the verified TUF metadata and downloads. "
+            "The updater runs as root, so on the appliance this is root's "
+            "`/var/lib/mailstead/.system/update`, outside the `mailstead` user's data "
+            "directory; empty means `<data_dir>/update` (dev mode).",
+            path=True, optional=True),
+    Setting("update", "health_wait", int, 120,
+            "Seconds the health check after an update waits for the engine and console to "
+            "answer before it judges the new slot bad.", 10, 3600),
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SCHEMA}
+# Settings that were removed: old name -> what replaced it (named in the error).
+RETIRED: dict[str, str] = {
+    "monitor.hooks_dir": "hooks.image_dir and hooks.admin_dir (`<stage>.d/` folders)",
+    "monitor.hook_timeout": "hooks.timeout"}
 SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(s.section for s in SCHEMA))
 
 # -- what an admin edits in the console (stored in mailstead.db) --------------------------
@@ -830,6 +908,9 @@ def _flatten_toml(document: Mapping[str, Any], origin: str) -> dict[str, Any]:
                                 + ", ".join(SECTIONS))
         for key, value in table.items():
             name = f"{section}.{key}"
+            if name in RETIRED:
+                raise SettingsError(f"{origin}: setting {name} was replaced by "
+                                    f"{RETIRED[name]}")
             if name not in SETTINGS_BY_NAME:
                 raise SettingsError(f"{origin}: unknown setting {name}: known keys in "
                                     f"[{section}] are " + ", ".join(

@@ -12,6 +12,9 @@ supervisor exits when all have, with 0 if all exited cleanly. A worker that dies
 is forked again (after a pause that doubles while it keeps dying young). A worker whose
 supervisor disappears (SIGKILL) stops by itself. A worker that fails during the first
 start stops the whole engine: that is a configuration problem, not a crash.
+
+SIGUSR1 (sent by the primary for the control op `engine.restart`) stops every worker as
+SIGTERM does and then re-executes the supervisor (engine_restart.py), which starts them anew.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import NoReturn
 
 from appliance.core import log
 from appliance.engine import Role, run_engine
+from appliance.engine_restart import RESTART_SIGNAL, reexec
 from appliance.settings import Settings
 
 READY_TIMEOUT = 120.0     # seconds a worker may take to start (spool recovery included)
@@ -36,6 +40,7 @@ RESTART_ORPHAN_GRACE = 60.0   # a restarted primary's recovery spares younger sp
 FIRST_PAUSE, MAX_PAUSE = 0.5, 30.0
 YOUNG = 60.0              # a worker that dies younger than this counts as failing
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+_FORK_BLOCKED = _STOP_SIGNALS | {RESTART_SIGNAL}
 
 
 def worker_count(settings: Settings) -> int:
@@ -58,12 +63,18 @@ def worker_cpu(slot: int, cpus: Sequence[int]) -> int:
 
 
 def run(settings: Settings) -> int:
-    """Run the engine until SIGTERM or SIGINT, in one process or as N workers."""
+    """Run the engine until SIGTERM or SIGINT, in one process or as N workers; after a
+    restart request, re-execute this process (engine_restart.py) instead of returning."""
     count = worker_count(settings)
     if count == 1:
-        asyncio.run(run_engine(settings))
+        if asyncio.run(run_engine(settings)):
+            reexec()
         return 0
-    return Supervisor(settings, count).run()
+    supervisor = Supervisor(settings, count)
+    code = supervisor.run()
+    if supervisor.restarting:   # also after a worker failed: a fresh start is what helps
+        reexec()
+    return code
 
 
 @dataclass
@@ -81,12 +92,14 @@ class Supervisor:
     count: int
     stopping: bool = False
     failed: bool = False
+    restarting: bool = False
     slots: dict[int, _Slot] = field(default_factory=dict)
     cpus: frozenset[int] = field(default_factory=lambda: frozenset(os.sched_getaffinity(0)))
 
     def run(self) -> int:
         for signum in _STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
+        signal.signal(RESTART_SIGNAL, self._on_restart)
         log.event("engine.supervisor_started", workers=self.count, pid=os.getpid())
         for slot in range(self.count):
             if self.stopping or not self._start(slot, first_start=True):
@@ -98,6 +111,13 @@ class Supervisor:
         return 1 if self.failed else 0
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.restarting = False     # stop means stop, also during a restart
+        self._stop_all(failed=False)
+
+    def _on_restart(self, signum: int, frame: FrameType | None) -> None:
+        if not self.stopping:       # a restart asked for while stopping is dropped
+            log.event("engine.restart_requested", workers=self.count)
+            self.restarting = True
         self._stop_all(failed=False)
 
     def _stop_all(self, *, failed: bool) -> None:
@@ -116,16 +136,18 @@ class Supervisor:
         grace = 0.0 if first_start else RESTART_ORPHAN_GRACE
         read_end, write_end = os.pipe()
         # Signals wait until the child has its own handlers: ours would act on its siblings.
-        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_BLOCK, _FORK_BLOCKED)
         pid = os.fork()
         if pid == 0:
             os.close(read_end)
             pin = self.settings.get_bool("engine.pin_workers")
             _child(self.settings, slot, write_end, grace,
                    worker_cpu(slot, tuple(self.cpus)) if pin else None)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_BLOCKED)
         os.close(write_end)
         state.pid, state.started = pid, time.monotonic()
+        if self.stopping:   # a signal came while forking: _stop_all did not know this pid
+            _signal(pid, signal.SIGTERM)
         ready = _wait_ready(read_end)
         log.event("engine.worker_started", slot=slot, pid=pid, ready=ready)
         return ready
@@ -172,7 +194,8 @@ def _child(settings: Settings, slot: int, ready_fd: int, orphan_grace: float,
         _pin(cpu)
     for signum in _STOP_SIGNALS:
         signal.signal(signum, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    signal.signal(RESTART_SIGNAL, signal.SIG_IGN)     # until run_engine takes it
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_BLOCKED)
 
     def ready() -> None:
         os.write(ready_fd, b"R")

@@ -122,6 +122,18 @@ sys.exit(1 if missing else 0)
 PY
 }
 
+build_venv() {
+    # The host-side venv that runs `pip wheel`. Debian's venv has pip and setuptools but not
+    # `wheel`, without which the pure-Python sdists (authres, dkimpy, pyspf) cannot be built
+    # on a fresh machine. A build tool of the host; nothing of it goes into the image.
+    local venv=$1
+    [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2
+    "$venv/bin/python" -c 'import wheel' 2>/dev/null && return 0
+    PIP_CONFIG_FILE=/dev/null "$venv/bin/pip" --isolated install --quiet --disable-pip-version-check \
+        --cert /etc/ssl/certs/ca-certificates.crt wheel >&2 \
+        || die "cannot install 'wheel' into the build venv $venv"
+}
+
 wheelhouse() {
     # Prints the wheel directory: the lock's wheels (hash-checked) plus Mailstead's own.
     local key dir t venv=$CACHE/build-venv
@@ -132,7 +144,7 @@ wheelhouse() {
     if [ ! -f "$dir/.complete" ]; then
         say "downloading the wheels of image/requirements.lock"
         rm -rf "$dir"; mkdir -p "$dir"
-        [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2
+        build_venv "$venv"
         # --isolated: the host's pip configuration (extra indexes, constraints) must not
         # change what goes into the image; the lock alone decides, and every downloaded file
         # is checked against its hash. The few pure-Python sdists become wheels here.
@@ -148,9 +160,18 @@ wheelhouse() {
     fi
     # Mailstead itself, built from the checkout each time (cheap).
     rm -rf "$WORK/self"; mkdir -p "$WORK/self"
-    [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2
+    build_venv "$venv"
+    # MAILSTEAD_VERSION (a release build of another version, e.g. the update tests' N+1)
+    # builds from a copy of the checkout with that version in pyproject.toml.
+    local src=$ROOT
+    if [ "$VERSION" != "$(version)" ]; then
+        src=$WORK/src; rm -rf "$src"; mkdir -p "$src"
+        tar -C "$ROOT" --exclude=./.git --exclude=./.venv --exclude=./out --exclude=./var \
+            --exclude='*/__pycache__' --exclude='*/.mypy_cache' -cf - . | tar -C "$src" -xf -
+        sed -i "s/^version = \".*\"/version = \"$VERSION\"/" "$src/pyproject.toml"
+    fi
     PIP_CONFIG_FILE=/dev/null "$venv/bin/pip" --isolated wheel --quiet --disable-pip-version-check --no-deps \
-        --cert /etc/ssl/certs/ca-certificates.crt -w "$WORK/self" "$ROOT" >&2 \
+        --cert /etc/ssl/certs/ca-certificates.crt -w "$WORK/self" "$src" >&2 \
         || die "cannot build the Mailstead wheel"
     lap "wheels" "$t"
     echo "$dir"
@@ -184,20 +205,53 @@ root_tree() {
         --no-cache-dir --find-links /mnt/wheels -r /mnt/wheels/requirements.txt >&2
     in_root /opt/mailstead/venv/bin/pip install --quiet --no-index --disable-pip-version-check \
         --no-cache-dir --no-deps "/mnt/self/$(basename "$(ls "$WORK"/self/mailstead-*.whl)")" >&2
+    # The appliance never installs Python packages at run time (updates replace the whole
+    # slot): pip and setuptools leave the venv, and with them a way to fetch code.
+    in_root /opt/mailstead/venv/bin/python -m pip uninstall --quiet --yes pip setuptools >&2
     unmount_all
     trap - EXIT
     rmdir "$R/mnt/wheels" "$R/mnt/self"
     say "overlay, units and users"
     cp -a "$HERE/overlay/." "$R/"
     install -d -m 755 "$R/usr/lib/systemd/system"
+    install -d -m 700 "$R/efi"          # the ESP's mount point (fstab): the root is read-only
     install -m 644 "$HERE"/systemd/*.service "$HERE"/systemd/*.timer "$R/usr/lib/systemd/system/"
-    if [ -d "$ROOT/firmware-hooks" ]; then
-        install -d "$R/usr/lib/mailstead"
-        cp -a "$ROOT/firmware-hooks" "$R/usr/lib/mailstead/firmware-hooks"
-    fi
+    # The image's firmware hooks (firmware-hooks/README.md): root-owned and not writable by
+    # group or others, or the hook runner refuses them.
+    install -d -m 755 "$R/usr/lib/mailstead"
+    cp -a "$ROOT/firmware-hooks" "$R/usr/lib/mailstead/firmware-hooks"
+    chown -R 0:0 "$R/usr/lib/mailstead/firmware-hooks"
+    chmod -R go-w "$R/usr/lib/mailstead/firmware-hooks"
     cp "$ROOT/README.md" "$R/opt/mailstead/README.md"
+    update_trust
     in_root /bin/sh -s < "$HERE/seal-root.sh" >&2
     lap "root tree" "$t"
+}
+
+update_trust() {
+    # The release repository this image trusts (appliance/update/README.md): its root.json
+    # (MAILSTEAD_UPDATE_ROOT, e.g. the publisher's metadata/1.root.json) and its URL
+    # (MAILSTEAD_UPDATE_URL). Without them the image has no root of trust and updates stay
+    # off until an admin sets both.
+    if [ -n "${MAILSTEAD_UPDATE_ROOT:-}" ]; then
+        [ -f "$MAILSTEAD_UPDATE_ROOT" ] || die "MAILSTEAD_UPDATE_ROOT: no file $MAILSTEAD_UPDATE_ROOT"
+        install -D -m 644 "$MAILSTEAD_UPDATE_ROOT" "$R/usr/share/mailstead/update/root.json"
+    fi
+    if [ -n "${MAILSTEAD_UPDATE_URL:-}" ]; then
+        case "$MAILSTEAD_UPDATE_URL" in
+            https://*) ;;
+            *) die "MAILSTEAD_UPDATE_URL must be an https:// URL" ;;
+        esac
+        case "$MAILSTEAD_UPDATE_URL" in *[\"\\\ ]*) die "MAILSTEAD_UPDATE_URL: no quotes, spaces or backslashes" ;; esac
+        sed -i "/^\[update\]/a url = \"$MAILSTEAD_UPDATE_URL\"" "$R/etc/mailstead/mailstead.toml"
+    fi
+    # A private CA for the update server's certificate (a test repository on loopback, or a
+    # publisher without a public CA); by default the system's store decides.
+    if [ -n "${MAILSTEAD_UPDATE_CA:-}" ]; then
+        [ -f "$MAILSTEAD_UPDATE_CA" ] || die "MAILSTEAD_UPDATE_CA: no file $MAILSTEAD_UPDATE_CA"
+        install -D -m 644 "$MAILSTEAD_UPDATE_CA" "$R/usr/share/mailstead/update/ca.pem"
+        sed -i '/^\[update\]/a ca_file = "/usr/share/mailstead/update/ca.pem"' "$R/etc/mailstead/mailstead.toml"
+    fi
 }
 
 manifest() {
@@ -206,7 +260,8 @@ manifest() {
         echo "# Debian packages"
         chroot "$R" dpkg-query -W -f='${Package} ${Version} ${Architecture}\n' | sort
         echo "# Python (/opt/mailstead/venv)"
-        chroot "$R" /opt/mailstead/venv/bin/python -m pip freeze --all 2>/dev/null | sort
+        chroot "$R" /opt/mailstead/venv/bin/python -c 'import importlib.metadata as m
+for d in m.distributions(): print(f"{d.name}=={d.version}")' | sort
     } > "$1"
 }
 
@@ -272,7 +327,10 @@ main() {
     need_tools
     check_tools
     case " $* " in *" --tools-only "*) return 0 ;; esac
-    VERSION=$(version)
+    VERSION=${MAILSTEAD_VERSION:-$(version)}
+    case "$VERSION" in
+        *[!0-9A-Za-z.+-]*|"") die "MAILSTEAD_VERSION: not a version: $VERSION" ;;
+    esac
     mkdir -p "$OUT" "$CACHE" "$WORK"
     local base wheels name img t
     base=$(base_tree)

@@ -15,10 +15,12 @@ from appliance.cli import (
     dns_cmds,
     monitor_cmds,
     queue_cmds,
+    release_cmds,
     report_cmds,
     run_cmds,
     spam_cmds,
     tls_cmds,
+    update_cmds,
 )
 from appliance.cli.context import CliError
 from appliance.core.addresses import AddressError
@@ -45,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     console_cmds.register(commands)
     monitor_cmds.register(commands)
     tls_cmds.register(commands)
+    update_cmds.register(commands)
+    release_cmds.register(commands)
     return parser
 
 

@@ -14,7 +14,8 @@ from appliance.cli.context import CliError
 from appliance.settings import ENV_PREFIX, Settings, SettingsError, reference_table, render_toml
 from appliance.storage.db import open_database
 
-APPLIES = "the engine applies it at its next start; the console at once"
+APPLIES = ("the engine applies it at its next start: `mailstead engine restart` restarts it "
+           "gracefully now; the console applies it at once")
 
 
 def register(commands: Any) -> None:

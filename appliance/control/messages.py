@@ -18,6 +18,8 @@ OPS: dict[str, tuple[str, ...]] = {          # op -> the argument names it requi
     "queue.retry": ("queue_id",),
     "queue.delete": ("queue_id",),
     "queue.flush": (),
+    "engine.status": (),      # who answers: pid, start, settings fingerprint (engine_ops.py)
+    "engine.restart": (),     # restart gracefully and re-execute (engine_restart.py)
 }
 
 

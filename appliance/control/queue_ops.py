@@ -33,6 +33,8 @@ class QueueOps:
             count = self._queue.retry(None, time.time())
             self._wake()
             return {"recipients": count}
+        if "queue_id" not in args:      # an op another handler answers (engine.*) or none
+            raise ControlError(f"unknown op {op!r}")
         queue_id = args["queue_id"]
         if op == "queue.show":
             return detail(self._existing(queue_id), self._in_flight())

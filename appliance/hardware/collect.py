@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.core import log
+from appliance.core.run import which
 from appliance.hardware.readers import blockdev, mdadm, mdstat, smart, system
 from appliance.hardware.rules.base import Disk, Snapshot
-from appliance.hardware.run import which
 
 
 @dataclass

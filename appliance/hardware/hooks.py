@@ -1,33 +1,17 @@
-"""The `disk-added` and `disk-failed` firmware hooks: an executable of that name in
-`monitor.hooks_dir`, run with the disk's facts in MAILSTEAD_DISK_* variables (the table in
-firmware-hooks/README.md), a fixed PATH, `monitor.hook_timeout`, no shell; its exit code and
-output are logged. A missing hook is skipped.
-
-A small runner for these two stages only: the update issue (every stage, pre-install to
-rollback) is to generalise it into one hook runner for both, keeping this contract.
+"""The environment of the `disk-added` and `disk-failed` firmware hooks (the disk's facts in
+MAILSTEAD_DISK_* variables, the table in firmware-hooks/README.md), and their run through
+the one hook runner (appliance/update/hooks.py: `<stage>.d/` folders of the image's and the
+admin's hook directories, `hooks.timeout`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
-
-from appliance.core import log
 from appliance.hardware.rules.base import Disk
 from appliance.hardware.rules.disk_health import Health
-from appliance.hardware.run import ToolResult, run_tool
+from appliance.settings import Settings
+from appliance.update.hooks import StageResult, hook_dirs, run_stage
 
 STAGES = ("disk-added", "disk-failed")
-LOGGED_OUTPUT = 2000        # characters of a hook's stdout/stderr kept in the log
-
-
-@dataclass(frozen=True)
-class HookRun:
-    stage: str
-    path: str
-    returncode: int
-    output: str
 
 
 def disk_env(disk: Disk, stage: str, reason: str = "",
@@ -53,17 +37,14 @@ def disk_env(disk: Disk, stage: str, reason: str = "",
     }
 
 
-def run_hook(hooks_dir: Path, stage: str, env: Mapping[str, str],
-             timeout: float) -> HookRun | None:
-    """Run `hooks_dir/stage` if it exists; None when it does not."""
+def run_disk_hooks(settings: Settings, stage: str, env: dict[str, str]) -> StageResult:
+    """Run the hooks of a disk stage with `env` (from `disk_env`); the result changes
+    nothing in the monitor, which has alerted by mail already: the runner logs it.
+
+    Raises:
+        ValueError: `stage` is not a disk stage.
+    """
     if stage not in STAGES:
         raise ValueError(f"unknown disk hook stage {stage!r}")
-    path = hooks_dir / stage
-    if not path.is_file():
-        log.event("monitor.hook_missing", stage=stage, path=str(path))
-        return None
-    result: ToolResult = run_tool([str(path)], timeout, extra_env=env)
-    output = (result.stdout + result.stderr).decode("utf-8", "replace")[:LOGGED_OUTPUT]
-    log.event("monitor.hook_ran", stage=stage, path=str(path), status=result.returncode,
-              disk=env.get("MAILSTEAD_DISK_DEVNODE", ""), output=output)
-    return HookRun(stage, str(path), result.returncode, output)
+    return run_stage(stage, env, dirs=hook_dirs(settings),
+                     timeout=settings.get_int("hooks.timeout"))

@@ -75,9 +75,9 @@ class Monitor:
         result = PollResult(snapshot, findings, notices)
         result.self_tests = await loop.run_in_executor(self._executor, self._self_tests,
                                                        snapshot, now)
-        await loop.run_in_executor(self._executor, self._failed_hooks, snapshot, notices)
-        if notices:
+        if notices:         # the alert first: a hook may take up to hooks.timeout
             result.queued = await self._mail(notices)
+        await loop.run_in_executor(self._executor, self._failed_hooks, snapshot, notices)
         log.event("monitor.poll", disks=len(snapshot.disks), findings=len(findings),
                   notices=len(notices), overall=max((f.level for f in findings), default="ok"))
         return result
@@ -123,24 +123,17 @@ class Monitor:
         return started
 
     def _failed_hooks(self, snapshot: Snapshot, notices: Sequence[Notice]) -> None:
-        hooks_dir = self.settings.get_str("monitor.hooks_dir")
-        if not hooks_dir:
-            return
         for notice in filter(wants_failed_hook, notices):
             disk = _disk_for(snapshot, notice.device)
             env = hooks.disk_env(disk, "disk-failed", notice.title,
                                  health_of(disk.smart, self.limits))
-            hooks.run_hook(self.settings.data_path("monitor.hooks_dir"), "disk-failed", env,
-                           self.settings.get_int("monitor.hook_timeout"))
+            hooks.run_disk_hooks(self.settings, "disk-failed", env)
 
     def disk_added(self, event: blockdev.DiskEvent) -> None:
-        """Run the disk-added hook for a hot-plugged disk (udev `add`)."""
-        if not self.settings.get_str("monitor.hooks_dir"):
-            return
+        """Run the disk-added hooks for a hot-plugged disk (udev `add`)."""
         disk = Disk(event.device.name, event.device)
-        hooks.run_hook(self.settings.data_path("monitor.hooks_dir"), "disk-added",
-                       hooks.disk_env(disk, "disk-added", "hot-plugged"),
-                       self.settings.get_int("monitor.hook_timeout"))
+        hooks.run_disk_hooks(self.settings, "disk-added",
+                             hooks.disk_env(disk, "disk-added", "hot-plugged"))
 
     async def _mail(self, notices: list[Notice]) -> str | None:
         admin = notify.admin_mailbox(self.settings, SqliteDirectory(self.conn))

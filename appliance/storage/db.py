@@ -2,17 +2,29 @@
 
 Migrations are the numbered `migrations/NNNN_name.sql` files, applied in order inside one
 transaction each; `PRAGMA user_version` records the last one applied.
+
+Rollback compatibility (issue 9: an update that fails its health check boots the previous
+release again, on the same data partition). A release's migrations are additive: new
+tables, new indexes, new columns that are NULL or have a DEFAULT; never a drop, a rename or
+a changed meaning. The previous release then runs on the migrated database as it is, and
+ignores what it does not know. A migration that cannot be additive says so in a line
+`-- readable-by: N` (N: the newest migration of the oldest release that still works on it);
+the table `schema_floor` keeps the highest such N, and a release whose own newest migration
+is below it refuses the database. Such a migration must wait one release after the code that
+stops depending on the old shape, so the release before it is never refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
 DB_NAME = "mailstead.db"
+_READABLE_BY = re.compile(r"^--\s*readable-by:\s*(\d+)\s*$", re.MULTILINE)
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -53,15 +65,23 @@ def immediate_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connecti
 def migrate(conn: sqlite3.Connection) -> int:
     """Apply every migration newer than the database; return the resulting version.
 
+    A database that a newer release migrated is used as it is when its `schema_floor`
+    allows this release (the rollback case); nothing is applied then.
+
     Raises:
-        RuntimeError: the database is newer than this software (a downgrade).
+        RuntimeError: the database is newer than this software and not readable by it.
     """
     current = int(conn.execute("PRAGMA user_version").fetchone()[0])
     shipped = migrations()
     newest = shipped[-1][0] if shipped else 0
     if current > newest:
-        raise RuntimeError(f"{DB_NAME} has schema version {current}, newer than this "
-                           f"software's {newest}: refusing to run on it")
+        floor = schema_floor(conn)
+        if floor is None or floor > newest:
+            raise RuntimeError(f"{DB_NAME} has schema version {current}, newer than this "
+                               f"software's {newest} and not readable by it "
+                               f"(readable by {floor or current} and newer): refusing to "
+                               "run on it")
+        return current              # a newer release's additive schema: used as it is
     for version, _name, sql in shipped:
         if version <= current:
             continue
@@ -69,6 +89,10 @@ def migrate(conn: sqlite3.Connection) -> int:
         try:
             for statement in _statements(sql):
                 conn.execute(statement)
+            declared = readable_by(sql)
+            if declared is not None:
+                conn.execute("UPDATE schema_floor SET readable_by = max(readable_by, ?)",
+                             (declared,))
             conn.execute(f"PRAGMA user_version = {version:d}")
             conn.execute("COMMIT")
         except BaseException:
@@ -76,6 +100,21 @@ def migrate(conn: sqlite3.Connection) -> int:
             raise
         current = version
     return current
+
+
+def readable_by(sql: str) -> int | None:
+    """The `-- readable-by: N` a migration declares, or None (an additive migration)."""
+    found = _READABLE_BY.findall(sql)
+    return max(int(n) for n in found) if found else None
+
+
+def schema_floor(conn: sqlite3.Connection) -> int | None:
+    """The oldest schema that may run on this database; None before migration 8."""
+    try:
+        row = conn.execute("SELECT max(readable_by) FROM schema_floor").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return int(row[0]) if row is not None and row[0] is not None else None
 
 
 def _statements(sql: str) -> list[str]:

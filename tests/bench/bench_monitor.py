@@ -40,7 +40,7 @@ def prepare(root: Path, interval: int) -> Path:
     config = root / "mailstead.toml"
     config.write_text(render_toml({
         "server.hostname": "mx.bench.test", "paths.data_dir": ".", "log.level": "info",
-        "monitor.poll_interval": interval, "monitor.hooks_dir": "", **FAST_ARGON2}))
+        "monitor.poll_interval": interval, "hooks.image_dir": "", **FAST_ARGON2}))
     directory = SqliteDirectory(open_database(root))
     directory.add_domain("bench.test")
     account = directory.add_account("postmaster@bench.test",

@@ -26,7 +26,7 @@ POSTS = ["/admin/domains/", "/admin/domains/example.test/remove", "/admin/accoun
          "/admin/accounts/1/app-passwords/1/revoke", "/admin/accounts/1/delete",
          "/admin/aliases/", "/admin/aliases/remove", "/admin/queue/ABC/retry",
          "/admin/queue/ABC/delete", "/admin/queue/flush", "/admin/settings",
-         "/admin/settings/reset"]
+         "/admin/settings/reset", "/admin/settings/apply"]
 
 
 def test_every_admin_route_is_covered_here(app: Flask) -> None:

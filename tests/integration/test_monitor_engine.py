@@ -37,12 +37,12 @@ def subjects(engine: EngineProcess) -> list[str]:
 
 def test_degraded_array_mails_the_admin_once_and_the_clear(tmp_path: Path) -> None:
     hooks = tmp_path / "hooks"
-    hooks.mkdir()
+    (hooks / "disk-failed.d").mkdir(parents=True)
     seen = tmp_path / "hook.env"
-    script = hooks / "disk-failed"
+    script = hooks / "disk-failed.d" / "50-record"
     script.write_text(f"#!/bin/sh\nenv | grep ^MAILSTEAD_ >> {seen}\n")
     script.chmod(0o755)
-    with EngineProcess(tmp_path / "data", monitor__hooks_dir=str(hooks),
+    with EngineProcess(tmp_path / "data", hooks__image_dir=str(hooks),
                        monitor__short_test_hours=0, monitor__long_test_days=0) as engine:
         engine.add_domain("example.test")
         engine.add_account(ADMIN)
@@ -75,7 +75,7 @@ def test_monitor_critical_space_makes_the_engine_answer_452(tmp_path: Path) -> N
     no_md = tmp_path / "no-mdstat"
     with EngineProcess(tmp_path / "data", monitor__space_warning_percent=1,
                        monitor__space_critical_percent=1, monitor__short_test_hours=0,
-                       monitor__long_test_days=0, monitor__hooks_dir="") as engine:
+                       monitor__long_test_days=0, hooks__image_dir="") as engine:
         engine.add_domain("example.test")
         engine.add_account(ADMIN)
         engine.add_account("alice@example.test")

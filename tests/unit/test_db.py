@@ -93,13 +93,58 @@ def test_immediate_transaction_commits_or_rolls_back(tmp_path: Path) -> None:
     assert [r[0] for r in other.execute("SELECT x FROM t")] == [1]
 
 
-def test_newer_database_is_refused(tmp_path: Path) -> None:
+def test_a_newer_releases_additive_schema_is_used_as_it_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rollback case: release N+1 added a table and a column; release N runs on it."""
+    shipped = db.migrations()
+    newest = shipped[-1][0]
+    additive = (newest + 1, f"{newest + 1:04d}_more.sql",
+                "CREATE TABLE later (x INTEGER);\n"
+                "ALTER TABLE domains ADD COLUMN note TEXT DEFAULT '';")
+    monkeypatch.setattr(db, "migrations", lambda: [*shipped, additive])
+    db.open_database(tmp_path).close()                  # as N+1
+    monkeypatch.setattr(db, "migrations", lambda: shipped)
+    conn = db.open_database(tmp_path)                   # N again, after the rollback
+    assert user_version(conn) == newest + 1
+    conn.execute("INSERT INTO domains (name, created_at) VALUES ('example.org', 0)")
+    assert [r[0] for r in conn.execute("SELECT name FROM domains")] == ["example.org"]
+
+
+def test_a_migration_that_breaks_old_readers_makes_them_refuse(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = db.migrations()
+    newest = shipped[-1][0]
+    breaking = (newest + 1, f"{newest + 1:04d}_drop.sql",
+                f"-- readable-by: {newest + 1}\nDROP TABLE schema_floor_probe;")
+    setup = (newest + 1, "x", "CREATE TABLE schema_floor_probe (x INTEGER);")
+    monkeypatch.setattr(db, "migrations", lambda: [*shipped, setup])
+    db.open_database(tmp_path).close()
+    conn = db.connect(tmp_path / db.DB_NAME)
+    conn.execute(f"PRAGMA user_version = {newest}")     # as if only `breaking` were new
+    conn.close()
+    monkeypatch.setattr(db, "migrations", lambda: [*shipped, breaking])
+    conn = db.open_database(tmp_path)
+    assert db.schema_floor(conn) == newest + 1
+    conn.close()
+    monkeypatch.setattr(db, "migrations", lambda: shipped)
+    with pytest.raises(RuntimeError, match=f"schema version {newest + 1}, newer .* not readable"):
+        db.open_database(tmp_path)
+
+
+def test_a_newer_database_without_a_floor_is_refused(tmp_path: Path) -> None:
     conn = db.open_database(tmp_path)
     newest = db.migrations()[-1][0]
+    conn.execute("DROP TABLE schema_floor")
     conn.execute(f"PRAGMA user_version = {newest + 1}")
     conn.close()
     with pytest.raises(RuntimeError, match=f"schema version {newest + 1}, newer"):
         db.open_database(tmp_path)
+
+
+def test_readable_by_is_read_from_the_migration_text() -> None:
+    assert db.readable_by("CREATE TABLE t (x INTEGER);") is None
+    assert db.readable_by("-- readable-by: 12\nDROP TABLE t;") == 12
+    assert db.readable_by("--readable-by:3\n-- readable-by: 5\n") == 5
 
 
 def test_connect_uses_wal_and_foreign_keys(tmp_path: Path) -> None:

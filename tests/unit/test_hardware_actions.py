@@ -21,6 +21,7 @@ from appliance.hardware.readers.blockdev import BlockDevice
 from appliance.hardware.rules.base import Disk, Thresholds
 from appliance.hardware.rules.disk_health import health_of
 from appliance.pipeline.space import MONITOR_FLAG, SpaceGuard, monitor_says_full
+from appliance.settings import Settings, load_settings
 from appliance.smtp import replies
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "hardware"
@@ -44,18 +45,23 @@ def test_space_guard_refuses_while_the_monitor_flag_is_fresh(tmp_path: Path) -> 
     assert guard.has_room()
 
 
-def hook_dir(tmp_path: Path, stage: str, body: str) -> Path:
-    folder = tmp_path / "hooks"
-    folder.mkdir(exist_ok=True)
-    script = folder / stage
+def hook_settings(tmp_path: Path, stage: str, body: str) -> Settings:
+    """Settings whose image hook directory has one hook of `stage`; the admin's is empty."""
+    folder = tmp_path / "hooks" / f"{stage}.d"
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "50-test"
     script.write_text("#!/bin/sh\n" + body)
     script.chmod(0o755)
-    return folder
+    return load_settings(None, environ={
+        "MAILSTEAD_PATHS__DATA_DIR": str(tmp_path / "data"),
+        "MAILSTEAD_HOOKS__IMAGE_DIR": str(tmp_path / "hooks"),
+        "MAILSTEAD_HOOKS__TIMEOUT": "1"})
 
 
 def test_disk_failed_hook_gets_the_disks_facts(tmp_path: Path) -> None:
     out = tmp_path / "env.txt"
-    folder = hook_dir(tmp_path, "disk-failed", f"env | sort > {out}\necho done\nexit 3\n")
+    settings = hook_settings(tmp_path, "disk-failed",
+                             f"env | sort > {out}\necho done\nexit 3\n")
     failing = smart.parse_smartctl(
         (FIXTURES / "smartctl" / "hdd_failing_hitachi_7.1.json").read_bytes())
     block = BlockDevice("sdc", "/dev/sdc", "Hitachi HDS721050DLE630", "MSK423Y20S3HBC", "usb",
@@ -63,9 +69,10 @@ def test_disk_failed_hook_gets_the_disks_facts(tmp_path: Path) -> None:
     disk = Disk("sdc", block, failing)
     env = hooks.disk_env(disk, "disk-failed", "Disk /dev/sdc is failing",
                          health_of(failing, Thresholds()))
-    run = hooks.run_hook(folder, "disk-failed", env, timeout=10)
-    assert run is not None
-    assert run.returncode == 3
+    result = hooks.run_disk_hooks(settings, "disk-failed", env)
+    (run,) = result.runs
+    assert (run.status, run.returncode) == ("fail", 3)
+    assert not result.ok
     assert "done" in run.output
     seen = dict(line.split("=", 1) for line in out.read_text().splitlines())
     assert seen["MAILSTEAD_DISK_NAME"] == "sdc"
@@ -77,18 +84,18 @@ def test_disk_failed_hook_gets_the_disks_facts(tmp_path: Path) -> None:
     assert seen["MAILSTEAD_HOOK_STAGE"] == "disk-failed"
     assert seen["PATH"].startswith("/usr/local/sbin:")          # fixed, not inherited
     assert "HOME" not in seen
+    assert set(seen) == {*env, "PATH", "LANG", "LC_ALL", "PWD", "MAILSTEAD_HOOK_DEADLINE"}
 
 
 def test_hook_timeout_and_missing_hook(tmp_path: Path) -> None:
-    folder = hook_dir(tmp_path, "disk-added", "sleep 30\n")
+    settings = hook_settings(tmp_path, "disk-added", "sleep 30\n")
     started = time.monotonic()
-    run = hooks.run_hook(folder, "disk-added", {}, timeout=0.5)
-    assert run is not None
-    assert run.returncode == -2
+    (run,) = hooks.run_disk_hooks(settings, "disk-added", {}).runs
+    assert run.status == "timeout"
     assert time.monotonic() - started < 10
-    assert hooks.run_hook(folder, "disk-failed", {}, timeout=1) is None
+    assert hooks.run_disk_hooks(settings, "disk-failed", {}).runs == []
     with pytest.raises(ValueError, match="stage"):
-        hooks.run_hook(folder, "pre-install", {}, timeout=1)
+        hooks.run_disk_hooks(settings, "pre-install", {})
 
 
 @pytest.mark.parametrize(("last", "now", "running", "due"), [

@@ -24,7 +24,7 @@ UNIT = ROOT / "image" / "systemd" / "mailstead-monitor.service"
 def config(tmp_path: Path, **values: object) -> Path:
     path = tmp_path / "mailstead.toml"
     path.write_text(render_toml({"paths.data_dir": ".", "server.hostname": "mx.example.test",
-                                 "monitor.hooks_dir": "", "monitor.short_test_hours": 0,
+                                 "hooks.image_dir": "", "monitor.short_test_hours": 0,
                                  "monitor.long_test_days": 0, **values}))
     return path
 
@@ -118,11 +118,12 @@ def test_hot_plug_event_runs_disk_added(tmp_path: Path) -> None:
     if not os.access(trigger, os.W_OK):
         pytest.skip(f"{trigger} is not writable (not root): cannot make the kernel send one")
     hooks = tmp_path / "hooks"
-    hooks.mkdir()
+    (hooks / "disk-added.d").mkdir(parents=True)
     seen = tmp_path / "added.env"
-    (hooks / "disk-added").write_text(f"#!/bin/sh\nenv | grep ^MAILSTEAD_ > {seen}\n")
-    (hooks / "disk-added").chmod(0o755)
-    conf = config(tmp_path, **{"monitor.poll_interval": 3600, "monitor.hooks_dir": str(hooks)})
+    script = hooks / "disk-added.d" / "50-record"
+    script.write_text(f"#!/bin/sh\nenv | grep ^MAILSTEAD_ > {seen}\n")
+    script.chmod(0o755)
+    conf = config(tmp_path, **{"monitor.poll_interval": 3600, "hooks.image_dir": str(hooks)})
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSTEAD_")}
     log = tmp_path / "monitor.log"
     with log.open("wb") as out:

@@ -12,9 +12,9 @@ from pathlib import Path
 import psutil  # type: ignore[import-untyped]
 import pytest
 
+from appliance.core.run import run_tool, which
 from appliance.hardware.collect import Collector
 from appliance.hardware.readers import blockdev, mdstat, smart, system
-from appliance.hardware.run import run_tool, which
 
 TOOLS = {"smartctl": "smartmontools", "mdadm": "mdadm"}
 

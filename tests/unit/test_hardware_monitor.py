@@ -39,15 +39,16 @@ class FixtureCollector(Collector):
 
 def make_monitor(tmp_path: Path, **env: str) -> tuple[Monitor, FixtureCollector, Path]:
     hooks = tmp_path / "hooks"
-    hooks.mkdir()
+    (hooks / "disk-failed.d").mkdir(parents=True)
     seen = tmp_path / "hook.log"
-    (hooks / "disk-failed").write_text(f"#!/bin/sh\necho \"$MAILSTEAD_DISK_NAME "
-                                       f"$MAILSTEAD_DISK_HEALTH\" >> {seen}\n")
-    (hooks / "disk-failed").chmod(0o755)
+    script = hooks / "disk-failed.d" / "50-record"
+    script.write_text(f"#!/bin/sh\necho \"$MAILSTEAD_DISK_NAME $MAILSTEAD_DISK_HEALTH\" "
+                      f">> {seen}\n")
+    script.chmod(0o755)
     data = tmp_path / "data"
     data.mkdir()
     settings = load_settings(None, environ={
-        "MAILSTEAD_PATHS__DATA_DIR": str(data), "MAILSTEAD_MONITOR__HOOKS_DIR": str(hooks),
+        "MAILSTEAD_PATHS__DATA_DIR": str(data), "MAILSTEAD_HOOKS__IMAGE_DIR": str(hooks),
         "MAILSTEAD_MONITOR__POLL_INTERVAL": "60", **env})
     collector = FixtureCollector(data)
     return Monitor(settings, collector), collector, seen

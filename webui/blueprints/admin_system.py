@@ -3,8 +3,10 @@
 Settings are rendered from the schema (`appliance.settings.SCHEMA`); the editable ones
 (`Setting.editable`) are a form per section, saved in mailstead.db through
 `appliance.settings_store` (all of a section's changes or none) and audited; boot-level ones
-are shown read-only (mailstead.toml). The console uses a change at once, the engine at its
-next start: its control socket has no reload, so the page offers none. Health shows
+are shown read-only (mailstead.toml). The console uses a change at once, the engine after a
+restart: the page asks the engine (control op `engine.status`) which saved settings it does
+not run with yet and offers "Apply now", a graceful restart (`engine.restart`, see
+appliance/engine_restart.py). Health shows
 the engine, the data disk and what the hardware monitor stored (`admin_health.py`), or
 what will appear once it runs; the updater (issue 9) has not landed, and the updates page
 says what will appear once it does.
@@ -13,7 +15,8 @@ says what will appear once it does.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
@@ -22,6 +25,7 @@ from flask.typing import ResponseReturnValue
 import appliance
 from appliance import settings_store
 from appliance.control import client
+from appliance.control.engine_ops import pending
 from appliance.control.messages import ControlError
 from appliance.control.server import SOCKET_NAME
 from appliance.core.sizes import parse_space
@@ -54,6 +58,8 @@ UPDATES_TO_COME = (
 MAX_TEXT = 1000     # characters of one typed value: more is refused (none needs as many)
 MASKED = "********"
 LIVE_SECTIONS = ("console", "dns")   # read per request by the console alone
+RESTART_WAIT = 10.0     # seconds "Apply now" waits for the engine to be back (then: "restarting")
+RESTART_WAIT_KEY = "MAILSTEAD_RESTART_WAIT"    # app.config may set another (slow test machines)
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,17 @@ class EngineStatus:
     error: str
 
 
+@dataclass(frozen=True)
+class EngineSettings:
+    """What the running engine says about its settings, as the settings page shows it."""
+
+    running: bool
+    pending: list[str] = field(default_factory=list)    # saved, not in use by the engine
+    restarting: bool = False
+    started: float | None = None
+    error: str = ""
+
+
 @bp.get("/settings")
 def settings_page() -> ResponseReturnValue:
     return _settings_page({}, {})
@@ -99,7 +116,64 @@ def _settings_page(typed: dict[str, str], errors: dict[str, str],
                           for s in SCHEMA if s.section == section] for section in SECTIONS}
     return render_template("admin/settings.html", sections=sections, ignored=found.ignored,
                            source=current.source, data_dir=current.data_dir,
-                           live_sections=LIVE_SECTIONS, max_text=MAX_TEXT), status
+                           live_sections=LIVE_SECTIONS, max_text=MAX_TEXT,
+                           engine=engine_settings(current)), status
+
+
+def engine_settings(current: Settings) -> EngineSettings:
+    """Ask the engine which settings it runs with (`engine.status`, one short request) and
+    name the saved ones it does not (the console's own sections left out)."""
+    try:
+        found = _engine_call(current, "engine.status")
+    except (OSError, ControlError) as exc:
+        return EngineSettings(False, error=str(exc))
+    return EngineSettings(True, pending(found.get("settings") or {}, current, LIVE_SECTIONS),
+                          bool(found.get("restarting")), _number(found.get("started")))
+
+
+def _engine_call(current: Settings, op: str) -> dict[str, Any]:
+    found = client.call(current.data_dir / SOCKET_NAME, op)
+    if not isinstance(found, dict):
+        raise ControlError(f"unexpected answer to {op}")
+    return found
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+@bp.post("/settings/apply")
+def apply_settings() -> ResponseReturnValue:
+    """Restart the mail engine gracefully so that it runs with the saved settings."""
+    current = services.settings()
+    before = engine_settings(current)
+    try:
+        answer = _engine_call(current, "engine.restart")
+    except (OSError, ControlError) as exc:
+        flash(f"The mail engine did not answer, nothing was restarted: {exc}", "error")
+        return redirect(url_for("admin_system.settings_page"))
+    audit.record("engine.restart", "mail engine", reason="apply settings",
+                 pending=", ".join(before.pending) or "none")
+    if _wait_restarted(current, str(answer.get("instance", ""))):
+        flash("The mail engine restarted and runs with the saved settings.", "info")
+    else:
+        grace = current.get_int("limits.shutdown_grace")
+        flash(f"The mail engine is restarting: sessions in a mail transaction get up to "
+              f"{grace} s to finish. Reload this page to see when it is back.", "info")
+    return redirect(url_for("admin_system.settings_page"))
+
+
+def _wait_restarted(current: Settings, instance: str) -> bool:
+    """Whether an engine other than `instance` answers within RESTART_WAIT seconds."""
+    deadline = time.monotonic() + float(current_app.config.get(RESTART_WAIT_KEY, RESTART_WAIT))
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            if _engine_call(current, "engine.status").get("instance") != instance:
+                return True
+        except (OSError, ControlError):
+            continue        # stopping, or not listening yet
+    return False
 
 
 def _row(setting: Setting, current: Settings, base: Settings, typed: dict[str, str],
@@ -180,7 +254,7 @@ def _saved_message(section: str, names: list[str]) -> str:
     if not names:
         return "Nothing changed."
     when = ("They take effect at once." if section in LIVE_SECTIONS else
-            "The mail engine applies them when it next starts.")
+            "The mail engine uses them after a restart: Apply now, at the top of this page.")
     return f"Saved {', '.join(names)}. {when}"
 
 

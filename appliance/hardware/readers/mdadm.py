@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from appliance.hardware.run import ToolResult, run_tool
+from appliance.core.run import ToolResult, run_tool
 
 MDADM_TIMEOUT = 30.0
 _MEMBER_KEY = re.compile(r"^MD_DEVICE_(?P<key>.+)_(?P<field>ROLE|DEV)$")

@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from appliance.core.run import ToolResult, run_tool
 from appliance.hardware.readers._json import as_bool, as_int, as_list, as_str, dig
-from appliance.hardware.run import ToolResult, run_tool
 
 SMARTCTL_TIMEOUT = 60.0      # seconds; a disk in trouble can take long to answer
 

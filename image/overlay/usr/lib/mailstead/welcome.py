@@ -13,12 +13,14 @@ import io
 import ipaddress
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 # Printed alone on a line; `./build.sh image-test` reads the code from the serial console
 # by this prefix.
 CODE_PREFIX = "Mailstead setup code: "
+NO_ADDRESS = "Web console: no network address yet (is a cable plugged in?)"
 
 
 def global_addresses(ip_output: str) -> list[str]:
@@ -64,7 +66,7 @@ def welcome_text(code: str | None, urls: Sequence[str], hostname: str) -> str:
     if urls:
         lines.append("Web console: " + "  ".join(urls))
     else:
-        lines.append("Web console: no network address yet (is a cable plugged in?)")
+        lines.append(NO_ADDRESS)
     if code is None:
         lines.append(f"An admin account exists: log in to the console ({hostname}).")
     else:
@@ -80,9 +82,15 @@ def welcome_text(code: str | None, urls: Sequence[str], hostname: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def issue_text(welcome: str) -> str:
-    """The welcome for agetty's issue files: backslashes are agetty escapes there."""
-    return welcome.replace("\\", "\\\\")
+def issue_text(welcome: str, port: int) -> str:
+    """The welcome for agetty's issue files, where backslashes are agetty escapes.
+
+    Without an address at boot, the console line becomes agetty's live `\\4` (the IPv4
+    address of the first interface that has one): agetty redraws the prompt when the
+    network changes, so a lease that arrives after this service ran still shows."""
+    escaped = welcome.replace("\\", "\\\\")
+    live = "Web console: https://\\4/" if port == 443 else f"Web console: https://\\4:{port}/"
+    return escaped.replace(NO_ADDRESS, live)
 
 
 def prepare(config: Path) -> tuple[str | None, int, str]:
@@ -103,22 +111,36 @@ def prepare(config: Path) -> tuple[str | None, int, str]:
     return code, settings.get_int("listen.console_port"), settings.get_str("server.hostname")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from appliance.hardware.run import run_tool
+ADDRESS_WAIT = 20.0      # seconds to wait for a DHCP lease after network-online.target
 
+
+def wait_for_addresses(budget: float) -> list[str]:
+    """The global addresses, polled for up to `budget` seconds until there is one
+    (network-online.target may be reached by a link that has no lease yet)."""
+    from appliance.core.run import run_tool
+
+    deadline = time.monotonic() + budget
+    while True:
+        shown = run_tool(["ip", "-o", "addr", "show", "scope", "global"], timeout=10)
+        addresses = global_addresses(shown.stdout.decode(errors="replace"))
+        if addresses or time.monotonic() >= deadline:
+            return addresses
+        time.sleep(1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--issue", type=Path, help="write the welcome here for agetty too")
     args = parser.parse_args(argv)
     code, port, hostname = prepare(args.config)
-    shown = run_tool(["ip", "-o", "addr", "show", "scope", "global"], timeout=10)
-    urls = console_urls(global_addresses(shown.stdout.decode(errors="replace")), port)
+    urls = console_urls(wait_for_addresses(ADDRESS_WAIT), port)
     text = welcome_text(code, urls, hostname)
     sys.stdout.write(text)
     sys.stdout.flush()
     if args.issue is not None:
         temporary = args.issue.with_name(args.issue.name + ".tmp")
-        temporary.write_text(issue_text(text), encoding="utf-8")
+        temporary.write_text(issue_text(text, port), encoding="utf-8")
         os.chmod(temporary, 0o644)      # agetty (root) reads it; no secret once shown
         os.replace(temporary, args.issue)
     return 0
