@@ -767,7 +767,11 @@ _CONSOLE_SECTIONS = frozenset({
 _CONSOLE_KEYS = frozenset({"server.hostname", "server.timezone", "log.level",
                            "outbound.mta_sts",
                            # the wizard's TLS step turns ACME on (appliance/tls/acme_client)
-                           "tls.acme_enabled", "tls.acme_directory", "tls.acme_email"})
+                           "tls.acme_enabled", "tls.acme_directory", "tls.acme_email",
+                           # where and when updates come from: every release is still
+                           # verified against the root of trust in the image (a wrong URL
+                           # can stop updates, never install one), so the admin sets them
+                           "update.url", "update.channel", "update.maintenance_window"})
 # Boot-level (mailstead.toml only), besides every path and the sections not named above:
 # what must be known before mailstead.db can be read or binds the box to its machine
 # (paths, listen, tls files, dev_mode, log file, engine processes); capacity tuned to the

@@ -19,7 +19,9 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
 OUT=${MAILSTEAD_IMAGE_OUT:-$ROOT/out}
-CACHE=$OUT/cache
+# MAILSTEAD_IMAGE_CACHE: share the base tree and wheels of another output directory (the
+# update test builds its N+1 and N+2 into a directory of its own from out/cache)
+CACHE=${MAILSTEAD_IMAGE_CACHE:-$OUT/cache}
 WORK=$OUT/work
 SUITE=bookworm
 ARCH=amd64
@@ -215,7 +217,8 @@ root_tree() {
     cp -a "$HERE/overlay/." "$R/"
     install -d -m 755 "$R/usr/lib/systemd/system"
     install -d -m 700 "$R/efi"          # the ESP's mount point (fstab): the root is read-only
-    install -m 644 "$HERE"/systemd/*.service "$HERE"/systemd/*.timer "$R/usr/lib/systemd/system/"
+    install -m 644 "$HERE"/systemd/*.service "$HERE"/systemd/*.timer "$HERE"/systemd/*.path \
+        "$R/usr/lib/systemd/system/"
     # The image's firmware hooks (firmware-hooks/README.md): root-owned and not writable by
     # group or others, or the hook runner refuses them.
     install -d -m 755 "$R/usr/lib/mailstead"

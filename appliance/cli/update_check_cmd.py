@@ -34,6 +34,7 @@ def add_check(actions: Any) -> None:
 def check_command(args: argparse.Namespace) -> int:
     from appliance.cli.update_cmds import record_check, running_version
     from appliance.core import log
+    from appliance.update.state import state_dir
     from appliance.update.trust import UpdateClient, UpdateRefused, config_from_settings
     current = context.settings(args)
     log.configure(current.get_str("log.level"))
@@ -42,7 +43,7 @@ def check_command(args: argparse.Namespace) -> int:
     client = UpdateClient(config_from_settings(current))
     try:
         offer = client.check(channel, version)
-        path = (client.download(offer, current.data_dir / "update" / "downloads")
+        path = (client.download(offer, state_dir(current) / "downloads")
                 if offer is not None and args.download else None)
     except UpdateRefused as exc:
         record_check(current, channel, f"refused: {exc.reason}", exc.message)

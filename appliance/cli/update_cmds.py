@@ -11,9 +11,13 @@ check records its answer, and each run its view of the ESP, in state.json for th
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
+import os
 import re
 import sys
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,7 @@ from appliance.settings import Settings
 
 CHECKOUT_TEMPLATE = Path("image") / "boot" / "entry.conf.in"
 _IMAGE_NAME = re.compile(r"mailstead-(.+)-amd64\.img")
+LOCK_FILE = "lock"
 
 
 def running_version() -> str:
@@ -149,10 +154,15 @@ def _install(args: argparse.Namespace, current: Settings) -> int:
 def run_command(args: argparse.Namespace) -> int:
     """The timer's job: nothing when updates are off, an install waits, or the newest
     release is the running one or one that failed here before; else install it."""
-    from appliance.update import state
-    from appliance.update.trust import UpdateClient, UpdateRefused, config_from_settings
     current = context.settings(args)
     log.configure(current.get_str("log.level"))
+    with updater_lock(current):
+        return _run(args, current)
+
+
+def _run(args: argparse.Namespace, current: Settings) -> int:
+    from appliance.update import state
+    from appliance.update.trust import UpdateClient, UpdateRefused, config_from_settings
     if not current.get_str("update.url"):
         print("updates are off (update.url is empty)")
         return 0
@@ -177,7 +187,7 @@ def run_command(args: argparse.Namespace) -> int:
         return 1
     try:
         args.bundle, args.force = path, False
-        return install_command(args)
+        return _install(args, current)
     finally:
         path.unlink(missing_ok=True)           # installed (or refused): the slot has it
 
@@ -203,6 +213,27 @@ def commit_command(args: argparse.Namespace) -> int:
     print(f"{result.decision.value}: {result.outcome}"
           + (f" ({result.reason})" if result.reason else ""))
     return 1 if result.outcome == "failed" else 0
+
+
+@contextlib.contextmanager
+def updater_lock(current: Settings) -> Iterator[None]:
+    """One updater at a time: the timer's run, an install by hand and the console's requests
+    wait for each other (flock on `<update.state_dir>/lock`, released when the process ends).
+
+    Raises:
+        CliError: the state directory cannot be written (not run as root on the appliance).
+    """
+    from appliance.update import state
+    try:
+        fd = os.open(state.update_dir(state.state_dir(current)) / LOCK_FILE,
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise context.CliError(f"cannot take the updater's lock: {exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def record_check(current: Settings, channel: str, result: str, detail: str = "") -> None:
@@ -234,10 +265,16 @@ def note_esp(system: Any) -> None:
 
 def requests_command(args: argparse.Namespace) -> int:
     """Take the console's request files and act on each action once, in the order asked;
-    after a reboot or a rollback the rest waits (the next boot starts the unit again)."""
-    from appliance.update import requests
+    after a reboot or a rollback the rest is dropped (logged: the admin asks again).
+    Refused files are logged and do not change the exit status (the actions' worst)."""
     current = context.settings(args)
     log.configure(current.get_str("log.level"))
+    with updater_lock(current):
+        return _requests(args, current)
+
+
+def _requests(args: argparse.Namespace, current: Settings) -> int:
+    from appliance.update import requests
     taken = requests.take(requests.request_dir(current.data_dir))
     actions = list(dict.fromkeys(t.request.action for t in taken if t.request))
     for item in taken:
@@ -275,7 +312,7 @@ def _install_request(args: argparse.Namespace, current: Settings) -> tuple[int, 
     """`update run`: its reboot waits for the maintenance window (or a reboot request)."""
     from appliance.update.install import InstallError
     try:
-        return run_command(args), False
+        return _run(args, current), False
     except (context.CliError, InstallError) as exc:
         print(f"install: {exc}", file=sys.stderr)
         return 1, False
@@ -334,7 +371,8 @@ def status_command(args: argparse.Namespace) -> int:
     data = {"running_version": running_version(), "booted_slot": slots.booted_slot(cmdline),
             "pending": asdict(found.pending) if found.pending else None,
             "last": asdict(found.last) if found.last else None,
-            "failed_versions": found.failed_versions}
+            "failed_versions": found.failed_versions,
+            "last_check": asdict(found.last_check) if found.last_check else None}
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
@@ -344,6 +382,8 @@ def status_command(args: argparse.Namespace) -> int:
     if found.last:
         print(f"last: {found.last.version} {found.last.outcome}"
               + (f" ({found.last.reason})" if found.last.reason else ""))
+    if found.last_check:
+        print(f"last check: {found.last_check.result} ({found.last_check.channel})")
     return 0
 
 

@@ -249,6 +249,7 @@ def roll_back(esp: Path, update_dir: Path, booted: str | None, running_version: 
     current.record(state.Outcome(running_version, "rolled back",
                                  f"{ADMIN_ROLLBACK}: slot {booted} marked bad, booting slot "
                                  f"{other}", running_version))
+    current.esp = esp_view(esp)           # saved before the reboot begins
     state.save(update_dir, current)
     log.event("update.admin_rollback", version=running_version, slot=booted, to_slot=other)
     return ""

@@ -130,6 +130,10 @@ def _esp(item: Any) -> EspView | None:
 
 
 def save(folder: Path, current: UpdateState) -> None:
+    """Write state.json (0644) and keep its folder 0755: the console, another user, reads
+    it (trust.py closes the folder to 0700 when it makes the TUF cache in it)."""
     data: dict[str, Any] = asdict(current)
     fsio.atomic_write(update_dir(folder) / STATE_FILE,
-                      json.dumps(data, indent=2, sort_keys=True).encode() + b"\n")
+                      json.dumps(data, indent=2, sort_keys=True).encode() + b"\n", 0o644)
+    if folder.stat().st_mode & 0o777 != 0o755:
+        folder.chmod(0o755)

@@ -255,9 +255,9 @@ class UpdateClient:
         except OSError as exc:
             _refuse("config", f"cannot read the trusted root {self.config.trusted_root}: "
                     f"{exc.strerror}")
-        self.config.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.config.cache_dir.parent.chmod(0o700)
-        self.config.cache_dir.chmod(0o700)
+        # Signed public metadata, no secret: readable (the console shows the update state
+        # kept beside it), written only by the updater (root on the appliance).
+        self.config.cache_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
         base = self.config.url.rstrip("/")
         return Updater(str(self.config.cache_dir), f"{base}/metadata/",
                        target_base_url=f"{base}/targets/", fetcher=self.fetcher,

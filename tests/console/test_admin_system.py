@@ -1,6 +1,7 @@
-"""Administration: the settings page (from the schema), health and updates pages, the
-navigation, and the guard on every administration route: visitors go to the login page,
-mail users get 403, and a POST without the CSRF token gets 400."""
+"""Administration: the settings page (from the schema), the health page (the updates page
+is test_admin_updates.py's), the navigation, and the guard on every administration route:
+visitors go to the login page, mail users get 403, and a POST without the CSRF token gets
+400."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ POSTS = ["/admin/domains/", "/admin/domains/example.test/remove", "/admin/accoun
          "/admin/accounts/1/app-passwords/1/revoke", "/admin/accounts/1/delete",
          "/admin/aliases/", "/admin/aliases/remove", "/admin/queue/ABC/retry",
          "/admin/queue/ABC/delete", "/admin/queue/flush", "/admin/settings",
-         "/admin/settings/reset", "/admin/settings/apply"]
+         "/admin/settings/reset", "/admin/settings/apply", "/admin/updates/check",
+         "/admin/updates/install", "/admin/updates/reboot", "/admin/updates/rollback"]
 
 
 def test_every_admin_route_is_covered_here(app: Flask) -> None:
@@ -139,13 +141,6 @@ def test_monitor_view_without_tables_and_polyline() -> None:
     assert polyline([], 0, 10) == ""
     assert polyline([(0, 1.0), (10, 3.0)], 0, 10, 100, 50) == "0.0,50.0 100.0,0.0"
     assert polyline([(5, 2.0)], 0, 10, 100, 50) == "50.0,25.0"
-
-
-def test_updates_page_says_what_is_missing(admin_client: FlaskClient) -> None:
-    text = admin_client.get("/admin/updates").get_data(as_text=True)
-    assert "0.1.0" in text
-    assert "not available yet" in text
-    assert "Roll back" in text
 
 
 def test_display_filters() -> None:

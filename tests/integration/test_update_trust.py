@@ -174,8 +174,9 @@ def test_offer_newest_allowed_version_and_download_it(
     assert path.read_bytes() == newest
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
     cache = tmp_path / "data" / "update" / "tuf"
-    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
-    assert stat.S_IMODE(cache.parent.stat().st_mode) == 0o700
+    # public signed metadata: readable by the console, writable only by the updater
+    assert stat.S_IMODE(cache.stat().st_mode) & 0o022 == 0
+    assert stat.S_IMODE(cache.parent.stat().st_mode) & 0o022 == 0
     assert client.check("beta", "1.2") is not None
     assert client.check("stable", "1.2") is None
 

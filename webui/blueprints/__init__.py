@@ -23,7 +23,8 @@ BLUEPRINTS: list[tuple[str, str]] = [
     ("webui.blueprints.admin_aliases", "bp"),
     ("webui.blueprints.admin_queue", "bp"),
     ("webui.blueprints.admin_log", "bp"),
-    ("webui.blueprints.admin_system", "bp"),    # settings, health, updates
+    ("webui.blueprints.admin_system", "bp"),    # settings, health
+    ("webui.blueprints.admin_updates", "bp"),   # updates: state.json, requests (issue 9)
     ("webui.blueprints.dns", "bp"),     # /dns, MTA-STS policy (helper B)
     ("webui.blueprints.clients", "bp"), # autoconfig, Autodiscover, /clients (helper B)
     ("webui.blueprints.self_service", "bp"),   # /me: a mail user's own settings (helper D)
@@ -38,7 +39,7 @@ NAV: list[tuple[str, str, Audience]] = [
     ("Queue", "admin_queue.index", "admin"),
     ("Mail log", "admin_log.index", "admin"),
     ("Health", "admin_system.health", "admin"),
-    ("Updates", "admin_system.updates", "admin"),
+    ("Updates", "admin_updates.index", "admin"),
     ("Settings", "admin_system.settings_page", "admin"),
     ("DNS", "dns.index", "admin"),                           # helper B: DNS page
     ("Admins", "account.index", "admin"),                    # helper A: console admins

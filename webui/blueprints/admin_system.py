@@ -1,4 +1,5 @@
-"""The settings page and the health and updates pages of the administration (/admin/...).
+"""The settings page and the health page of the administration (/admin/...); the updates
+page is admin_updates.py.
 
 Settings are rendered from the schema (`appliance.settings.SCHEMA`); the editable ones
 (`Setting.editable`) are a form per section, saved in mailstead.db through
@@ -8,8 +9,7 @@ restart: the page asks the engine (control op `engine.status`) which saved setti
 not run with yet and offers "Apply now", a graceful restart (`engine.restart`, see
 appliance/engine_restart.py). Health shows
 the engine, the data disk and what the hardware monitor stored (`admin_health.py`), or
-what will appear once it runs; the updater (issue 9) has not landed, and the updates page
-says what will appear once it does.
+what will appear once it runs.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from typing import Any
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-import appliance
 from appliance import settings_store
 from appliance.control import client
 from appliance.control.engine_ops import pending
@@ -46,12 +45,6 @@ HEALTH_TO_COME = (
     "RAID arrays: state, members, rebuild progress (md RAID)",
     "Temperatures of disks and CPU, with history charts",
     "Space of every file system over time, with alerts before it runs out",
-)
-UPDATES_TO_COME = (
-    "Release channel and the time of the last check against the update server",
-    "Available signed release (verified with The Update Framework) and its notes",
-    "Apply: install into the inactive slot, reboot, commit after the health check",
-    "Roll back to the previous slot",
 )
 
 
@@ -289,12 +282,6 @@ def health() -> ResponseReturnValue:
                            floor=floor.of(usage.total), data_dir=current.data_dir,
                            monitor=monitor_view(services.db()), chart_days=CHART_DAYS,
                            to_come=HEALTH_TO_COME)
-
-
-@bp.get("/updates")
-def updates() -> ResponseReturnValue:
-    return render_template("admin/updates.html", version=appliance.__version__,
-                           to_come=UPDATES_TO_COME)
 
 
 def engine_status() -> EngineStatus:
