@@ -5,6 +5,7 @@
 #   ./build.sh test    install what the tests need and run the whole suite
 #   ./build.sh image   build the appliance disk image into out/ (root; image/README.md)
 #   ./build.sh image-test  boot out/'s image in qemu and check it from the host
+#                      (--update: then the signed A/B update and rollback, issue 9)
 #   ./build.sh help    this text
 #
 # Works on a fresh Debian 12 with only python3: it installs python3-venv (and the Debian
@@ -76,10 +77,15 @@ ensure_venv() {
 
 cmd_run() {
     ensure_venv ""
-    local config=$DEV_DATA/mailstead.toml code console_pid status=0
+    local config=$DEV_DATA/mailstead.toml code pids public status=0
     "$VENV/bin/mailstead" dev-init "$DEV_DATA"
     code=$("$VENV/bin/mailstead" --config "$config" console setup-code 2>/dev/null) \
         || code="(none: an admin exists, log in instead)"
+    # The public listeners' dev ports come from dev-init; a ./var/ made before them would
+    # fall back to the appliance's 80 and 8443.
+    public="https://127.0.0.1:4430/ and http://127.0.0.1:8000/ (self-signed)"
+    grep -q '^public_web_port' "$config" \
+        || public="not started: ./var/ predates it (delete ./var/ to start afresh)"
     cat <<EOF
 
 Mailstead dev engine (data in ./var/, settings in ./var/mailstead.toml)
@@ -92,6 +98,8 @@ Mailstead dev engine (data in ./var/, settings in ./var/mailstead.toml)
 
 Web console   http://127.0.0.1:8080/   (dev mode: plain HTTP, loopback only)
   setup code  $code
+Public paths  $public
+  what the internet sees: ACME challenges, autoconfig, Autodiscover, MTA-STS; 404 else
 
 Send a test message from another terminal:
   swaks --server 127.0.0.1:2525 --to postmaster@example.test
@@ -99,11 +107,17 @@ Send a test message from another terminal:
 It lands in ./var/mail/example.test/postmaster/new/. Stop the engine and console with Ctrl-C.
 
 EOF
-    # The console runs beside the engine and stops with it.
+    # The console and the public listeners run beside the engine and stop with it.
     "$VENV/bin/mailstead" --config "$config" console serve &
-    console_pid=$!
-    # shellcheck disable=SC2064  # the pid is fixed now; the trap runs after this function
-    trap "kill -TERM $console_pid 2>/dev/null; wait $console_pid 2>/dev/null" EXIT
+    pids=$!
+    if [ "${public#not started}" = "$public" ]; then
+        "$VENV/bin/mailstead" --config "$config" console serve --public &
+        pids="$pids $!"
+        "$VENV/bin/mailstead" --config "$config" console serve --public-http &
+        pids="$pids $!"
+    fi
+    # shellcheck disable=SC2064  # the pids are fixed now; the trap runs after this function
+    trap "kill -TERM $pids 2>/dev/null; wait $pids 2>/dev/null" EXIT
     "$VENV/bin/mailstead" --config "$config" run || status=$?
     return "$status"
 }
@@ -122,7 +136,7 @@ cmd_test() {
     return "$status"
 }
 
-IMAGE_TEST_DEBS=(qemu-system-x86 qemu-utils ovmf e2fsprogs fdisk)   # TCG boot under UEFI; debugfs, sfdisk for the probe
+IMAGE_TEST_DEBS=(qemu-system-x86 qemu-utils ovmf e2fsprogs fdisk mtools)   # TCG boot under UEFI; debugfs, sfdisk for the probe; mtools: --update reads the ESP and bundles N+1, N+2
 
 cmd_image() {
     # The whole build is image/build-image.sh (it installs its own tools with apt).

@@ -18,7 +18,11 @@ passwd --lock root >/dev/null
 systemctl enable --quiet systemd-networkd.service systemd-networkd-wait-online.service \
     systemd-resolved.service nftables.service clamav-daemon.service clamav-freshclam.service \
     mailstead-firstboot.service mailstead-welcome.service mailstead-engine.service \
-    mailstead-console.service mailstead-monitor.service mailstead-daily.timer
+    mailstead-console.service mailstead-console-public.service \
+    mailstead-console-http.service mailstead-monitor.service mailstead-daily.timer
+# the A/B updater (issue 9): judge a new slot after each boot; check for releases daily
+systemctl enable --quiet mailstead-update-commit.service mailstead-update.timer \
+    mailstead-update-request.path
 # SSH stays off until the admin enables it in the console
 systemctl disable ssh.service >/dev/null 2>&1 || true
 systemctl mask ssh.socket >/dev/null 2>&1 || true

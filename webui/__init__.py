@@ -48,11 +48,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def healthz() -> tuple[dict[str, str], int]:
         return {"status": "ok"}, 200
 
+    register_blueprints(app)
+    return app
+
+
+def register_blueprints(app: Flask) -> None:
+    """Register every blueprint in `BLUEPRINTS` (the console's, and the public app's in
+    webui/public.py, which then answers only the `@public` views)."""
     for module_name, attribute in BLUEPRINTS:
         blueprint = getattr(importlib.import_module(module_name), attribute)
         assert isinstance(blueprint, Blueprint)
         app.register_blueprint(blueprint)
-    return app
 
 
 def _prepare_data_dir(app: Flask) -> None:

@@ -1,4 +1,5 @@
-"""`mailstead console serve` (the web console under gunicorn) and `mailstead console
+"""`mailstead console serve` (the web console under gunicorn; with `--public` or
+`--public-http` the public-only listener of webui/public.py) and `mailstead console
 setup-code` (the one-time code the first-boot wizard asks for)."""
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ def register(commands: Any) -> None:
     serve = sub.add_parser("serve", help="run the console under gunicorn in the foreground")
     serve.add_argument("--bind", metavar="ADDRESS:PORT",
                        help="listen here instead of listen.console_address:console_port")
+    which = serve.add_mutually_exclusive_group()
+    which.add_argument("--public", dest="listener", action="store_const", const="https",
+                       help="the public listener instead: only the paths the internet needs "
+                            "(ACME, autoconfig, Autodiscover, MTA-STS) over HTTPS on "
+                            "listen.public_tls_port")
+    which.add_argument("--public-http", dest="listener", action="store_const", const="http",
+                       help="the public listener's plain HTTP side on listen.public_web_port "
+                            "(ACME challenges and autoconfig; the rest is sent to HTTPS)")
     sub.add_parser("setup-code", help="print the one-time setup code (until an admin exists)")
     console.set_defaults(handler=console_command)
 
@@ -34,10 +43,17 @@ def console_command(args: argparse.Namespace) -> int:
         env["MAILSTEAD_CONFIG"] = str(config.resolve())
     if args.bind:
         env["MAILSTEAD_CONSOLE_BIND"] = args.bind
+    conf_name = "gunicorn.conf.py"
+    if args.listener is not None:
+        if not current.get_bool("listen.public_web_enabled"):
+            print("the public web listener is off (listen.public_web_enabled = false)")
+            return 0                    # a clean exit: systemd does not restart it
+        env["MAILSTEAD_PUBLIC_LISTENER"] = args.listener
+        conf_name = "gunicorn_public.conf.py"
     spec = importlib.util.find_spec("webui")
     if spec is None or spec.origin is None:
         raise context.CliError("the console package (webui) is not installed")
-    conf = Path(spec.origin).parent / "gunicorn.conf.py"
+    conf = Path(spec.origin).parent / conf_name
     argv = [sys.executable, "-m", "gunicorn", "-c", str(conf)]
     # Replaces this process (gunicorn gets the signals); an argument list, no shell.
     os.execve(sys.executable, argv, env)  # noqa: S606
