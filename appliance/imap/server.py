@@ -7,8 +7,10 @@ connection limits (the SMTP `ConnectionTracker`, shared by both ports, plus a co
 account), the bad-command limit, and backpressure: a command's output is pulled from the core
 in a worker thread in batches of `RUN_BATCH` octets (the next one while the last goes out) --
 or, for cheap commands that only read what the store holds, on the event loop within a
-budget (`server_inline`) -- each written only when the socket has drained, and reading
-pauses while unprocessed input piles up. The SASL exchanges and IDLE are
+budget (`server_inline`), right in `data_received` when the connection's task is waiting
+for a command of a logged-in client (the direct path: no task wake-up per NOOP) -- each
+written only when the socket has drained, and reading pauses while unprocessed input piles
+up. The SASL exchanges and IDLE are
 in `server_plans` (how each plan is performed), the settings in `server_config`, the socket
 plumbing shared with POP3 (buffering, drain, STARTTLS, tracker) in `net.stream`; this module
 is the IMAP connection on top of it and the listeners.
@@ -37,7 +39,15 @@ from appliance.imap.receiver import (
     ReceiverError,
 )
 from appliance.imap.server_config import ImapListenerConfig, listener_config
-from appliance.imap.server_plans import BYE_AUTOLOGOUT, PlanRunner, SessionEndedError
+from appliance.imap.server_inline import INLINE_SLICE
+from appliance.imap.server_plans import (
+    BYE_AUTOLOGOUT,
+    Begun,
+    Handed,
+    Planned,
+    PlanRunner,
+    SessionEndedError,
+)
 from appliance.imap.session import ImapSession
 from appliance.net.stream import StreamConnection, is_loopback, listen
 from appliance.settings import Settings
@@ -71,6 +81,13 @@ class ImapConnection(StreamConnection):
         self.receiver = Receiver(config.pre_auth_limits)
         self.account: str | None = None
         self._bad = 0
+        # The direct path (`data_received`): set while the task waits for a command; what
+        # the callback could not finish, for the task; when it last took input (the
+        # autologout timer of the parked task then counts from there).
+        self._runner: PlanRunner | None = None
+        self._awaiting_command = False
+        self._handed: Handed | Event | None = None
+        self._last_input = 0.0
 
     def goodbye(self, smtp_reply: str) -> bytes:
         return _imap_refusal(smtp_reply)
@@ -96,6 +113,20 @@ class ImapConnection(StreamConnection):
         """Run blocking store work in the engine's pool (never on the event loop)."""
         return await self.start_in_thread(function, *args)
 
+    def write_now(self, chunks: Sequence[bytes]) -> None:
+        """Hand `chunks` to the transport without waiting for it to drain (callers stop
+        when `write_paused`); SessionEndedError when the connection is gone."""
+        transport = self._transport
+        if self._closed or transport is None:
+            raise SessionEndedError
+        for chunk in chunks:
+            transport.write(chunk)
+
+    @property
+    def write_paused(self) -> bool:
+        """The transport holds more than it wants: wait for it to drain before writing."""
+        return self._paused
+
     def start_in_thread(self, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """`in_thread`, started now: the future to await later. Counted against the
         account (`server_inline.ThreadJobs`) until it is done: meanwhile it may hold the
@@ -119,15 +150,19 @@ class ImapConnection(StreamConnection):
             raise SessionEndedError
         return data
 
-    async def next_event(self, timeout: float, rearm_on_data: bool) -> Event:
-        """The receiver's next event. Silence for `timeout` seconds (from now, or from the
-        last octets with `rearm_on_data`) ends the connection with BYE: before login a
-        command must be complete in time, so a slowloris client cannot trickle forever."""
+    async def next_event(self, timeout: float, rearm_on_data: bool) -> Event | Handed:
+        """The receiver's next event, or what the direct path handed over. Silence for
+        `timeout` seconds (from now, or from the last octets with `rearm_on_data`) ends the
+        connection with BYE: before login a command must be complete in time, so a
+        slowloris client cannot trickle forever."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while (event := self.receiver.next_event()) is NEED_DATA:
+        while (event := self._next()) is NEED_DATA:
             data = await self.receive(deadline - loop.time())
             if data is None:
+                if rearm_on_data and self._last_input + timeout > loop.time():
+                    deadline = self._last_input + timeout   # answered in `data_received`
+                    continue
                 log.event("imap.autologout", client=self.client_ip, timeout=timeout)
                 await self.write(BYE_AUTOLOGOUT)
                 raise SessionEndedError
@@ -135,6 +170,52 @@ class ImapConnection(StreamConnection):
                 deadline = loop.time() + timeout
             self.receiver.feed(data)
         return event
+
+    def _next(self) -> Event | Handed:
+        handed, self._handed = self._handed, None
+        return handed if handed is not None else self.receiver.next_event()
+
+    # -- the direct path ---------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        """While the task waits for a command of a logged-in client, frame and answer what
+        `server_inline` allows right here: a NOOP or a FETCH of one message costs less than
+        waking the task (a future, a timer, a trip through the loop). The first event it
+        cannot finish is handed to the task, and the rest stays in the receiver."""
+        reading = self._reading
+        if (self._awaiting_command and reading is not None and not reading.done()
+                and not self._unread
+                and self._handed is None and self._runner is not None
+                and self.account is not None and not self._paused and not self._closed):
+            self._direct(self._runner, data)
+        else:
+            super().data_received(data)
+
+    def _direct(self, runner: PlanRunner, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        self._last_input = self.slice_start = start = loop.time()
+        self.receiver.feed(data)
+        try:
+            while (event := self.receiver.next_event()) is not NEED_DATA:
+                handed = runner.direct(event) if isinstance(event, Command) else event
+                if handed is not None:
+                    self._handed = handed
+                    break
+                assert isinstance(event, Command)
+                for literal in event.literals:
+                    literal.close()
+                if loop.time() - start >= INLINE_SLICE:
+                    break                       # pipelined: the rest in the task, in turn
+            else:
+                return                          # all answered; the task waits on
+        except SessionEndedError:
+            self._send_and_close(b"")
+            return
+        except Exception as exc:
+            log.error("imap.internal_error", exc, client=self.client_ip)
+            self._send_and_close(b"")
+            return
+        super().data_received(b"")              # wake the task for the rest
 
     async def next_line(self, session: ImapSession) -> RawLine | ReceiverError:
         """A raw client line (SASL responses, IDLE's DONE) under the session's timer."""
@@ -157,7 +238,8 @@ class ImapConnection(StreamConnection):
                               loopback=is_loopback(self.client_ip))
         try:
             await self.write(session.greeting())
-            await self._converse(session, PlanRunner(self, session))
+            self._runner = PlanRunner(self, session)
+            await self._converse(session, self._runner)
         except (SessionEndedError, ConnectionError, ssl.SSLError, OSError, TimeoutError) as exc:
             if not isinstance(exc, SessionEndedError):
                 log.event("imap.connection_error", client=self.client_ip, reason=str(exc))
@@ -170,8 +252,14 @@ class ImapConnection(StreamConnection):
 
     async def _converse(self, session: ImapSession, driver: PlanRunner) -> None:
         while not self._closed:
-            event = await self.next_event(*self._timer(session))
-            if isinstance(event, ContinuationRequest):
+            self._awaiting_command = True
+            try:
+                event = await self.next_event(*self._timer(session))
+            finally:
+                self._awaiting_command = False
+            if isinstance(event, Planned | Begun):
+                await self._perform(driver, event.received, event)
+            elif isinstance(event, ContinuationRequest):
                 await self.write(CONTINUE_LITERAL)
             elif isinstance(event, ReceiverError):
                 reply = CommandError(event.tag, event.text, event.status, event.code).reply()
@@ -180,13 +268,20 @@ class ImapConnection(StreamConnection):
                     self._send_and_close(r.untagged_bye(r.PROTOCOL_ERROR))
                     return
             elif isinstance(event, Command):
-                try:
-                    self.busy = True
-                    await driver.perform(event)
-                finally:
-                    self.busy = False
-                    for literal in event.literals:
-                        literal.close()
+                await self._perform(driver, event, None)
+
+    async def _perform(self, driver: PlanRunner, received: Command,
+                       handed: Handed | None) -> None:
+        try:
+            self.busy = True
+            if isinstance(handed, Begun):
+                await driver.resume(handed)
+            else:
+                await driver.perform(received, handed.plan if handed is not None else None)
+        finally:
+            self.busy = False
+            for literal in received.literals:
+                literal.close()
 
     def _timer(self, session: ImapSession) -> tuple[float, bool]:
         if session.account is None:

@@ -103,6 +103,7 @@ class ThreadJobs:
     def __init__(self) -> None:
         self._running: dict[str, int] = {}
         self.total = 0                  # jobs started so far (for tests and status)
+        self.direct = 0                 # commands begun in the protocol callback (same)
 
     def started(self, account: str) -> None:
         self._running[account] = self._running.get(account, 0) + 1

@@ -1,5 +1,7 @@
 """How the IMAP driver performs each of the core's plans (`plan.py`): a command's output pulled
-from a worker thread in batches, or made on the event loop when `server_inline` allows it;
+from a worker thread in batches, or made on the event loop when `server_inline` allows it --
+then right in the protocol callback when the connection's task is waiting for a command
+(`PlanRunner.direct`, no task wake-up), what is left handed to the task (`Begun`, `Planned`);
 LOGIN and AUTHENTICATE (PLAIN, LOGIN, SASL-IR) through the one login guard, STARTTLS, IDLE's
 polling loop, LOGOUT. The connection (`server.py`) owns the socket; this module decides
 nothing the core has not planned.
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from appliance.auth import sasl
@@ -93,30 +96,78 @@ class _Output:
         self.tail = b""
 
     async def write(self, conn: ImapConnection, batch: list[bytes]) -> None:
-        """Write `batch`; small chunks joined first (one send, not one per line)."""
-        size = sum(map(len, batch))
-        if not size:
-            return
-        if len(batch) > 1 and size <= COALESCE:
-            batch = [b"".join(batch)]
-        await conn.write_all(batch)
+        """Write `batch` once the socket has drained; small chunks joined first (one send,
+        not one per line)."""
+        batch, size = _coalesced(batch)
+        if size:
+            await conn.write_all(batch)
+            self._wrote(batch, size)
+
+    def write_now(self, conn: ImapConnection, batch: list[bytes]) -> None:
+        """`write` without waiting (on the loop, the transport buffers what the socket does
+        not take; the caller stops once the transport asks for a pause)."""
+        batch, size = _coalesced(batch)
+        if size:
+            conn.write_now(batch)
+            self._wrote(batch, size)
+
+    def _wrote(self, batch: list[bytes], size: int) -> None:
         self.written = True
         self.total += size
         self.tail = _tail(self.tail, batch)
 
 
+def _coalesced(batch: list[bytes]) -> tuple[list[bytes], int]:
+    """`batch` as one chunk when it is small, and its size."""
+    size = sum(map(len, batch))
+    if len(batch) > 1 and size <= COALESCE:
+        return [b"".join(batch)], size
+    return batch, size
+
+
 class _Running:
-    """A command's output generator and the worker-thread pull under way, if any."""
+    """A command's output generator, the worker-thread pull under way, if any, and the end
+    of its time on the loop (`server_inline.INLINE_BUDGET` from its start)."""
 
     def __init__(self) -> None:
         self.chunks: Iterator[bytes] | None = None
         self.following: asyncio.Future[tuple[list[bytes], bool]] | None = None
+        self.deadline = 0.0
+        self.paused = False         # stopped on the loop only until the socket drains
+
+    def start(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+        self.deadline = asyncio.get_running_loop().time() + inline.INLINE_BUDGET
 
     async def settle(self) -> None:
         """Wait for the pull under way: the generator cannot close while it runs."""
         if self.following is not None:
             await asyncio.wait([self.following])
             self.following = None
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A command planned in the protocol callback (`PlanRunner.direct`) that only the
+    connection's task can perform (it waits: a thread, the login guard, TLS, IDLE)."""
+
+    received: Command
+    plan: plans.Plan
+
+
+@dataclass(frozen=True)
+class Begun:
+    """A `Run` command begun in the protocol callback whose rest goes on in the task: on the
+    loop once the socket has drained (`running.paused`), else -- the budget was spent or the
+    store's lock was busy -- in a worker thread."""
+
+    received: Command
+    command: ImapCommand
+    running: _Running
+    out: _Output
+
+
+Handed = Planned | Begun
 
 
 class PlanRunner:
@@ -127,9 +178,11 @@ class PlanRunner:
         self.session = session
         self._token: inline.Token | None = None    # see `server_inline.unchanged`
 
-    async def perform(self, command: Command) -> None:
-        """Ask the core what `command` needs and do it (SessionEndedError: connection over)."""
-        plan = self.session.plan(command)
+    async def perform(self, command: Command, plan: plans.Plan | None = None) -> None:
+        """Ask the core what `command` needs (unless `plan` says already) and do it
+        (SessionEndedError: connection over)."""
+        if plan is None:
+            plan = self.session.plan(command)
         if isinstance(plan, plans.Run):
             await self._run(plan.command)
         elif isinstance(plan, plans.Reply):
@@ -151,15 +204,47 @@ class PlanRunner:
 
     # -- Run ---------------------------------------------------------------------------------
 
-    async def _run(self, command: ImapCommand) -> None:
+    def direct(self, received: Command) -> Handed | None:
+        """Plan `received` in the protocol callback and, when `server_inline` allows it,
+        answer it right there (no await: the task stays parked, no wake-up, no timer).
+        None when answered; else what the task must do (`Planned`, or `Begun` for the rest
+        of an answer). SessionEndedError when the answer ended the connection."""
+        plan = self.session.plan(received)
+        if not isinstance(plan, plans.Run) or not self._inline_allowed(plan.command):
+            return Planned(received, plan)
+        command, out, running = plan.command, _Output(), _Running()
+        self.conn.config.thread_jobs.direct += 1
+        try:
+            running.start(iter(self.session.run(command)))
+            done = self._inline_now(running, out)
+        except SessionEndedError:
+            raise
+        except Exception as exc:
+            self._failed(command, exc, out)
+            self.conn.write_now([out.tail])
+            done = True
+        if not done:
+            return Begun(received, command, running, out)
+        self._finish(command, out)
+        return None
+
+    async def resume(self, begun: Begun) -> None:
+        """Finish a command `direct` began (on the loop or in a worker thread, as `_run`
+        would)."""
+        await self._run(begun.command, begun)
+
+    async def _run(self, command: ImapCommand, begun: Begun | None = None) -> None:
         """Answer a `Run` command: on the event loop when `server_inline` allows it, else --
         or for what is left once the inline budget is spent -- in a worker thread."""
-        conn, out, running = self.conn, _Output(), _Running()
+        conn = self.conn
+        out, running = (begun.out, begun.running) if begun else (_Output(), _Running())
         try:
             done = False
-            if self._inline_allowed(command):
-                running.chunks = iter(self.session.run(command))
-                done = await self._inline(running.chunks, out)
+            if begun is None and self._inline_allowed(command):
+                running.start(iter(self.session.run(command)))
+                done = await self._inline(running, out)
+            elif begun is not None and running.paused:
+                done = await self._inline(running, out)
             if not done:
                 await self._threaded(command, running, out)
         except SessionEndedError:
@@ -168,19 +253,28 @@ class PlanRunner:
             raise
         except Exception as exc:
             await running.settle()          # never leave the core running past the command
-            log.error("imap.command_failed", exc, client=conn.client_ip,
-                      command=type(command).__name__)
-            if out.written:      # mid-response: the client cannot be told anything sane
-                raise SessionEndedError from exc
-            out.tail = r.tagged_no(command.tag, r.SERVER_BUG, "SERVERBUG")
+            self._failed(command, exc, out)
             await conn.write(out.tail)
+        self._finish(command, out)
+
+    def _failed(self, command: ImapCommand, exc: Exception, out: _Output) -> None:
+        """A bug in the core: log it; the answer becomes a tagged NO (`out.tail`, for the
+        caller to write), or the end of the connection when some of it was written."""
+        log.error("imap.command_failed", exc, client=self.conn.client_ip,
+                  command=type(command).__name__)
+        if out.written:      # mid-response: the client cannot be told anything sane
+            raise SessionEndedError from exc
+        out.tail = r.tagged_no(command.tag, r.SERVER_BUG, "SERVERBUG")
+
+    def _finish(self, command: ImapCommand, out: _Output) -> None:
+        conn = self.conn
         conn.note_status(command.tag, out.tail)
         if out.total >= TRIM_AFTER:       # megabytes went through the heap: give them back
             trim_after_burst(conn.config.executor)
 
     def _inline_allowed(self, command: ImapCommand) -> bool:
         conn = self.conn
-        if not (inline.eligible(self.session, command)
+        if not (inline.eligible(self.session, command) and not conn.write_paused
                 and conn.config.thread_jobs.idle(conn.account)):
             return False
         lock = inline.StoreLock(self.session.account)
@@ -191,20 +285,39 @@ class PlanRunner:
         finally:
             lock.give()
 
-    async def _inline(self, chunks: Iterator[bytes], out: _Output) -> bool:
+    async def _inline(self, running: _Running, out: _Output) -> bool:
+        """`_inline_now` from the connection's task, waiting for the socket to drain when it
+        asks for a pause (meanwhile other connections run); a client pipelining commands
+        answered on the loop gives the others their turn after `INLINE_SLICE`."""
+        conn, loop = self.conn, asyncio.get_running_loop()
+        while not self._inline_now(running, out):
+            if not running.paused:
+                return False
+            await conn.write_all(())
+        if loop.time() - conn.slice_start >= inline.INLINE_SLICE:
+            await asyncio.sleep(0)          # pipelined commands: the others' turn
+            conn.slice_start = loop.time()
+        return True
+
+    def _inline_now(self, running: _Running, out: _Output) -> bool:
         """Drive the core's output on the loop, writing it as it comes (the client reads
-        while the rest is made); False when the budget is spent or a thread may hold the
-        account's lock (a write that waited let other connections run): the rest is for a
-        worker thread."""
-        conn = self.conn
+        while the rest is made); False when the socket asked for a pause (`running.paused`:
+        go on once it drained), or the budget is spent or a thread may hold the account's
+        lock: the rest is for a worker thread."""
+        conn, chunks = self.conn, running.chunks
+        assert chunks is not None
         loop, jobs, account = asyncio.get_running_loop(), conn.config.thread_jobs, conn.account
         lock = inline.StoreLock(self.session.account)
-        deadline = loop.time() + inline.INLINE_BUDGET
+        deadline = running.deadline
+        running.paused = False
         pending: list[bytes] = []
         size = 0
         while True:
-            if loop.time() >= deadline or not jobs.idle(account) or not lock.take():
-                await out.write(conn, pending)
+            if loop.time() >= deadline:
+                out.write_now(conn, pending)
+                return False
+            if not jobs.idle(account) or not lock.take():
+                out.write_now(conn, pending)
                 return False
             try:
                 chunk = next(chunks, None)
@@ -215,12 +328,12 @@ class PlanRunner:
             pending.append(chunk)
             size += len(chunk)
             if size >= COALESCE:
-                await out.write(conn, pending)
+                out.write_now(conn, pending)
                 pending, size = [], 0
-        await out.write(conn, pending)
-        if loop.time() - conn.slice_start >= inline.INLINE_SLICE:
-            await asyncio.sleep(0)          # pipelined commands: the others' turn
-            conn.slice_start = loop.time()
+                if conn.write_paused:
+                    running.paused = True
+                    return False
+        out.write_now(conn, pending)
         return True
 
     async def _threaded(self, command: ImapCommand, running: _Running, out: _Output) -> None:

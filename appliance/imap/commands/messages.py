@@ -110,11 +110,33 @@ def uid_search(tag: str, c: Cursor, ctx: ParseContext) -> Search:
     return search(tag, c, ctx, uid=True)
 
 
+# What follows a FETCH's sequence set, parsed once per distinct text: a client downloading
+# mail sends the same items for every message (mbsync one `UID FETCH n (BODY.PEEK[])` per
+# message), and the parsed values are frozen, so they can be shared. Texts with literals
+# are not kept; the table is emptied when full.
+_ITEMS: dict[tuple[bytes, bool], tuple[tuple[FetchAttribute, ...], FetchModifiers]] = {}
+_ITEMS_MAX = 256
+
+
 def fetch(tag: str, c: Cursor, ctx: ParseContext, uid: bool = False) -> Fetch:
     """fetch = "FETCH" SP sequence-set SP ("ALL" / "FULL" / "FAST" / fetch-att /
                "(" fetch-att *(SP fetch-att) ")") [fetch-modifiers]"""
     numbers = sequence_set(c)
     c.sp()
+    key = (c.data[c.pos:], uid)
+    known = None if c.literals else _ITEMS.get(key)
+    if known is None:
+        known = _fetch_items(c, uid)
+        if not c.literals:
+            if len(_ITEMS) >= _ITEMS_MAX:
+                _ITEMS.clear()
+            _ITEMS[key] = known
+    else:
+        c.pos = len(c.data)
+    return Fetch(tag, numbers, known[0], known[1], uid)
+
+
+def _fetch_items(c: Cursor, uid: bool) -> tuple[tuple[FetchAttribute, ...], FetchModifiers]:
     attributes = fetch_attributes(c)
     modifiers = FetchModifiers()
     if not c.at_end():
@@ -123,7 +145,7 @@ def fetch(tag: str, c: Cursor, ctx: ParseContext, uid: bool = False) -> Fetch:
         if modifiers.vanished and not uid:
             raise ParseError("VANISHED is only allowed with UID FETCH")   # RFC 7162 3.2.6
     c.end()
-    return Fetch(tag, numbers, attributes, modifiers, uid)
+    return attributes, modifiers
 
 
 def uid_fetch(tag: str, c: Cursor, ctx: ParseContext) -> Fetch:
