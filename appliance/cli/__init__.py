@@ -13,6 +13,7 @@ from appliance.cli import (
     directory_cmds,
     dkim_cmds,
     dns_cmds,
+    firewall_cmds,
     monitor_cmds,
     queue_cmds,
     release_cmds,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     console_cmds.register(commands)
     monitor_cmds.register(commands)
     tls_cmds.register(commands)
+    firewall_cmds.register(commands)
     update_cmds.register(commands)
     release_cmds.register(commands)
     return parser

@@ -84,9 +84,11 @@ def test_unit_is_sandboxed(unit: Path) -> None:
 
 # The units that must run as root, and why: the updater writes the free root slot's block
 # device and the ESP; the commit step renames loader entries on the ESP; the console's
-# requests (check, install, reboot, roll back) are acted on by the updater.
-ROOT_UNITS = {"mailstead-firstboot.service", "mailstead-update.service",
-              "mailstead-update-commit.service", "mailstead-update-request.service"}
+# requests (check, install, reboot, roll back) are acted on by the updater; the firewall
+# unit loads the admin's LAN into nft (CAP_NET_ADMIN).
+ROOT_UNITS = {"mailstead-firewall.service", "mailstead-firstboot.service",
+              "mailstead-update.service", "mailstead-update-commit.service",
+              "mailstead-update-request.service"}
 
 
 def test_engine_and_console_may_bind_low_ports_and_nothing_else() -> None:

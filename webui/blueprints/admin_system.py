@@ -28,6 +28,7 @@ from appliance.control.engine_ops import pending
 from appliance.control.messages import ControlError
 from appliance.control.server import SOCKET_NAME
 from appliance.core.sizes import parse_space
+from appliance.net import firewall_lan
 from appliance.settings import SCHEMA, SECTIONS, SETTINGS_BY_NAME, Setting, Settings
 from webui import audit, security, services
 from webui.blueprints import admin_common
@@ -201,6 +202,8 @@ def save_settings() -> ResponseReturnValue:
     if changed:
         settings_store.store_many(services.db(), {name: texts[name] for name in changed})
         services.settings_changed()
+    if "console.allowed_networks" in changed:
+        firewall_lan.request_apply(current.data_dir)    # the root unit reloads nft's sets
     for name, value in changed.items():
         setting = settings_store.editable_setting(name)
         audit.record("settings.change", name, old=_shown(setting, current[name]),
