@@ -80,8 +80,10 @@ class Console:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.headers.get("Location", ""), exc.read().decode(errors="replace")
 
-    def wait_up(self, budget: float = 120.0) -> str:
-        """The set-up page, retried while gunicorn starts."""
+    def wait_up(self, budget: float = 300.0) -> str:
+        """The set-up page, retried while gunicorn starts (under TCG on a busy host its
+        start after the setup code took 120-200 s, beside the engine, the monitor and
+        the two public web listeners)."""
         deadline = time.monotonic() + budget
         while True:
             try:

@@ -19,8 +19,9 @@ root_read_only() {
 units_active() {
     # one by one: `systemctl is-active A B` succeeds when any one of them is active
     bad=0
-    for u in mailstead-engine mailstead-console mailstead-monitor mailstead-welcome \
-            mailstead-firstboot nftables; do
+    for u in mailstead-engine mailstead-console mailstead-console-public \
+            mailstead-console-http mailstead-monitor mailstead-welcome mailstead-firstboot \
+            nftables; do
         state=$(systemctl is-active $u); echo "$u=$state"
         [ "$state" = active ] || bad=1
     done
@@ -33,7 +34,7 @@ data_grown() {
 }
 security_scores() {
     bad=0
-    for u in engine console monitor welcome firstboot; do
+    for u in engine console console-public console-http monitor welcome firstboot; do
         score=$(systemd-analyze security --no-pager mailstead-$u.service | awk '/Overall exposure/ {print $(NF-2)}')
         echo "$u=$score"
         awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 2.0) }' || bad=1
@@ -96,6 +97,69 @@ refused_counted() {
     ! grep -qx 'packets 0' $T/c
 }
 
+# The public web listeners (webui/public.py). An ACME HTTP-01 token is written the way the
+# ACME client does (as mailstead, under data/acme/challenges/) and fetched from inside:
+# port 80 in plain HTTP, and 8443 (the public HTTPS listener) with the MTA-STS policy of
+# the wizard's domain and a 404 for the console's login page. Then the host fetches it
+# through its forward of port 80 (PROBE-STEP public-web-token) and the probe waits for
+# that request in the listener's access log. The host's forwards come from slirp's
+# 10.0.2.2, a LAN address (lan4): so the host sees the LAN's 443 (the whole console);
+# the internet's 443 (the redirect to 8443) is checked in network namespaces instead
+# (tests/image/test_public_web_firewall.py). Port 80 is the same for everyone.
+ACME_TOKEN=image-test-probe-token-0123456789abcdefghij
+CHALLENGES=/var/lib/mailstead/data/acme/challenges
+public_web_local() {
+    runuser -u mailstead -- mkdir -p $CHALLENGES &&
+    runuser -u mailstead -- sh -c "printf '%s' '$ACME_TOKEN.probe-key' > $CHALLENGES/$ACME_TOKEN" ||
+        return 1
+    python3 - "$ACME_TOKEN" <<'PY'
+import http.client, socket, ssl, sys, time
+token = sys.argv[1]
+# "active" is only "started" for these units: under TCG gunicorn needs a while to listen
+deadline = time.monotonic() + 300
+for port in (80, 8443):
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                sys.exit(f"nothing listens on {port} after 300 s")
+            time.sleep(2)
+conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
+conn.request("GET", f"/.well-known/acme-challenge/{token}")
+reply = conn.getresponse()
+body = reply.read()
+assert (reply.status, body) == (200, f"{token}.probe-key".encode()), (reply.status, body)
+context = ssl._create_unverified_context()      # the wizard's self-signed certificate
+conn = http.client.HTTPSConnection("127.0.0.1", 8443, timeout=10, context=context)
+conn.request("GET", "/.well-known/mta-sts.txt", headers={"Host": "mta-sts.example.test"})
+reply = conn.getresponse()
+body = reply.read()
+assert reply.status == 200 and body.startswith(b"version: STSv1"), (reply.status, body[:80])
+conn = http.client.HTTPSConnection("127.0.0.1", 8443, timeout=10, context=context)
+conn.request("GET", "/login")
+reply = conn.getresponse()
+assert reply.status == 404, reply.status
+print("80: ACME token served; 8443: MTA-STS policy served, /login 404")
+PY
+}
+public_web_host_fetched() {
+    found=1
+    for i in $(seq 1 90); do
+        # (not the probe's own request from 127.0.0.1 above)
+        if journalctl -u mailstead-console-http --no-pager -o cat 2>/dev/null \
+                | grep "acme-challenge/$ACME_TOKEN" | grep -v '^127\.0\.0\.1 ' > $T/fetched; then
+            echo "host's request: $(tail -1 $T/fetched)"; found=0; break
+        fi
+        sleep 2
+    done
+    # the token stays: the host may fetch it again (a retry, or the probe run again after
+    # an update's reboot), and this disk is thrown away after the test
+    [ $found -eq 0 ] || echo "the host did not fetch the token within 180 s"
+    return $found
+}
+
 setup_done() {
     # the host drives the console's wizard and admin pages meanwhile; the last thing it
     # saves is the greylist section (tests/image/console_driver.py: offline_settings)
@@ -147,6 +211,9 @@ check mailstead-not-root mailstead_not_root
 check firewall-loaded firewall_loaded
 check firewall-refusals-counted refused_counted
 check setup-done-by-host setup_done
+check public-web-local public_web_local
+echo "PROBE-STEP public-web-token $ACME_TOKEN"
+check public-web-host-fetched public_web_host_fetched
 check engine-restarted-with-setup engine_restarted
 echo "PROBE-STEP setup-applied"
 check monitor-poll-30s fast_monitor

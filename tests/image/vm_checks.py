@@ -12,12 +12,17 @@ port. From the host, after the setup code: the rest of the wizard and the admin 
 (console_driver.py), then, once the probe has restarted the engine with that set-up, mail
 over SMTP, submission 587 and 465 with AUTH, read back over IMAPS, and finally the RAID
 alert mail in postmaster's INBOX (mail_checks.py).
+
+With --update, the same guest then updates itself to a version N+1 published on a test TUF
+repository, reboots into slot B and commits it, and rolls back from a broken N+2
+(update_checks.py, update_rig.py, guest_update_probe.sh).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import re
 import shutil
@@ -30,6 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree import ElementTree
 
 # run as a script (build.sh): this directory is on sys.path
 from console_driver import (
@@ -51,14 +57,19 @@ from mail_checks import (
     send_mx,
     send_submission,
 )
+from update_checks import Mail, ProbeReader, run_update_checks
+from update_rig import UpdateRig
 
 ROOT = Path(__file__).resolve().parents[2]
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 CODE_LINE = re.compile(rb"Mailstead setup code: ([A-Za-z0-9-]+)")
-# guest ports forwarded to 127.0.0.1:<free port>; 8081 is open nowhere (firewall check)
+# guest ports forwarded to 127.0.0.1:<free port>; 8081 is open nowhere (firewall check).
+# The guest sees every forwarded connection come from slirp's 10.0.2.2: a LAN address
+# (the firewall's lan4), so 443 is the LAN's whole console here; port 80 (the public web
+# listener's plain HTTP) is the same for the LAN and the internet.
 GUEST_PORTS = {"smtp": 25, "submission": 587, "submissions": 465, "imaps": 993,
-               "console": 443, "closed": 8081}
+               "console": 443, "closed": 8081, "web": 80}
 BOOT_BUDGET = 300.0          # seconds from qemu start to the setup code on the console
 PROBE_BUDGET = 1500.0        # seconds for the in-guest checks after boot (incl. set-up)
 ALERT_MAIL_BUDGET = 240.0    # seconds for the RAID alert mail after the probe saw the alert
@@ -116,6 +127,8 @@ class Guest:
     ports: dict[str, int]
     process: subprocess.Popen[bytes] | None = None
     started: float = 0.0
+    netdev_extra: str = ""      # more -netdev user options (--update: the guestfwd)
+    reboot: bool = False        # --update: a guest reboot restarts it, not exits qemu
 
     @property
     def console_log(self) -> Path:
@@ -193,7 +206,8 @@ class Guest:
         w = self.work
         argv = [
             "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max",
-            "-m", "2048", "-smp", "2", "-display", "none", "-no-reboot",
+            "-m", "2048", "-smp", "2", "-display", "none",
+            *([] if self.reboot else ["-no-reboot"]),
             "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
             "-drive", f"if=pflash,format=raw,file={w / 'vars.fd'}",
             "-serial", f"file:{self.console_log}", "-serial", f"file:{w / 'probe.log'}",
@@ -207,7 +221,7 @@ class Guest:
             "-device", "ide-hd,drive=s2,bus=ahci.1,serial=SATA0002",
             "-drive", f"file={w / 'nvme.img'},if=none,id=nv,format=raw",
             "-device", "nvme,id=nvme0,drive=nv,serial=NVME0001",
-            "-netdev", f"user,id=n0,restrict=on,{forwards}",
+            "-netdev", f"user,id=n0,restrict=on,{forwards}{self.netdev_extra}",
             "-device", "virtio-net-pci,netdev=n0",
         ]
         self.started = time.monotonic()
@@ -266,7 +280,7 @@ def until_answers(port: int, budget: float = 120.0) -> bytes:
     raise TimeoutError(f"port {port} said nothing within {budget:.0f} s ({last})")
 
 
-def run_checks(guest: Guest, results: Results) -> None:
+def run_checks(guest: Guest, results: Results) -> Site | None:
     code_box: dict[str, str] = {}
 
     def boots() -> str:
@@ -276,7 +290,7 @@ def run_checks(guest: Guest, results: Results) -> None:
 
     results.check("boot to the setup code (UEFI, systemd-boot, slot A)", boots)
     if "code" not in code_box:
-        return
+        return None
     console = Console(f"https://127.0.0.1:{guest.ports['console']}")
     results.check("console setup wizard accepts the setup code over HTTPS",
                   lambda: enter_code(console, code_box["code"]))
@@ -284,6 +298,7 @@ def run_checks(guest: Guest, results: Results) -> None:
     site = Site()
     set_up(console, site, results)
     in_guest_checks(guest, site, results)
+    return site
 
 
 def banner_checks(guest: Guest, results: Results) -> None:
@@ -357,6 +372,8 @@ def in_guest_checks(guest: Guest, site: Site, results: Results) -> None:
                                found.group(3))
             elif line == "PROBE-STEP setup-applied":
                 mail_checks(ports, site, results)
+            elif line.startswith("PROBE-STEP public-web-token "):
+                public_web_checks(guest.ports["web"], site, line.split()[-1], results)
             elif line == "PROBE-STEP nvme-warning":
                 # qemu's NVMe device: set the SMART critical-warning byte (2 = temperature)
                 guest.monitor_command(
@@ -373,6 +390,46 @@ def in_guest_checks(guest: Guest, site: Site, results: Results) -> None:
         return f"{site.postmaster} got {hits[0]!r}"
 
     results.check("RAID alert mail in postmaster's INBOX (IMAPS)", alert_mail)
+
+
+def fetch_plain(port: int, host: str, path: str) -> tuple[int, str, bytes]:
+    """GET over the plain HTTP forward: status, Location and body."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        reply = conn.getresponse()
+        return reply.status, reply.getheader("Location", ""), reply.read()
+    finally:
+        conn.close()
+
+
+def public_web_checks(port: int, site: Site, token: str, results: Results) -> None:
+    """Port 80 from the host (what an ACME CA and a mail client get): the token the probe
+    wrote, autoconfig of the wizard's domain, and a redirect to HTTPS for the rest."""
+    def acme() -> str:
+        status, _, body = fetch_plain(port, site.hostname,
+                                      f"/.well-known/acme-challenge/{token}")
+        assert (status, body) == (200, f"{token}.probe-key".encode()), (status, body[:80])
+        return "the probe's token answered over plain HTTP"
+
+    def autoconfig() -> str:
+        status, _, body = fetch_plain(port, f"autoconfig.{site.domain}",
+                                      "/mail/config-v1.1.xml")
+        assert status == 200, (status, body[:80])
+        root = ElementTree.fromstring(body)
+        assert root.tag == "clientConfig", root.tag
+        hosts = {node.text for node in root.iter("hostname")}
+        assert site.hostname in hosts, hosts
+        return f"clientConfig for {site.domain} names {site.hostname}"
+
+    def redirect() -> str:
+        status, location, _ = fetch_plain(port, site.hostname, "/login")
+        assert (status, location) == (308, f"https://{site.hostname}/login"), (status, location)
+        return f"/login -> {location}"
+
+    results.check("public web on port 80: ACME HTTP-01 challenge", acme)
+    results.check("public web on port 80: Thunderbird autoconfig", autoconfig)
+    results.check("public web on port 80: console paths redirected to HTTPS", redirect)
 
 
 def mail_checks(ports: Ports, site: Site, results: Results) -> None:
@@ -419,6 +476,26 @@ def mail_checks(ports: Ports, site: Site, results: Results) -> None:
                   submission(True))
 
 
+def update_rig(guest: Guest, images: Path) -> UpdateRig:
+    """--update: the release repository, CA and HTTPS server before the guest starts."""
+    rig = UpdateRig(guest.work, guest.image, images)
+    rig.prepare()
+    guest.netdev_extra = "," + rig.netdev_option()
+    guest.reboot = True
+    return rig
+
+
+def update_stage(guest: Guest, site: Site, rig: UpdateRig, results: Results) -> None:
+    """--update, after the checks above on the same guest (update_checks.py)."""
+    ports = Ports(guest.ports["smtp"], guest.ports["submission"],
+                  guest.ports["submissions"], guest.ports["imaps"])
+    process = guest.process
+    reader = ProbeReader(guest.work / "probe.log",
+                         lambda: process is not None and process.poll() is None, results)
+    mail = Mail(ports, site.hostname, site.mail_password, site.alice, site.postmaster)
+    run_update_checks(rig, reader, mail, guest.work / "disk.img", results)
+
+
 @contextlib.contextmanager
 def work_dir(keep: Path | None) -> Iterator[Path]:
     if keep is not None:
@@ -433,17 +510,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("image", type=Path)
     parser.add_argument("--work", type=Path, help="keep the VM's files here (console.log)")
+    parser.add_argument("--update", action="store_true",
+                        help="then the A/B update test of issue 9 (update_checks.py)")
+    parser.add_argument("--update-images", type=Path, default=ROOT / "out" / "update-test",
+                        help="where --update builds versions N+1 and N+2 (reused if there)")
     args = parser.parse_args()
     results = Results()
     start = time.monotonic()
     with work_dir(args.work) as work:
         guest = Guest(work, args.image, {name: free_port() for name in GUEST_PORTS})
+        rig = update_rig(guest, args.update_images) if args.update else None
         guest.prepare()
+        if rig is not None:
+            rig.inject(work / "disk.img")
+            rig.start_builds()
         guest.start()
         try:
-            run_checks(guest, results)
+            site = run_checks(guest, results)
+            if rig is not None and site is not None:
+                update_stage(guest, site, rig, results)
         finally:
             guest.stop()
+            if rig is not None:
+                rig.close()
             if results.failed:
                 tail = guest.console_log.read_bytes()[-3000:] if guest.console_log.exists() \
                     else b""
