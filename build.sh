@@ -17,7 +17,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VENV=$ROOT/.venv
 PY=$VENV/bin/python
 DEV_DATA=$ROOT/var
-TEST_DEBS=(swaks libnet-ssleay-perl knot curl isync smartmontools mdadm chromium chromium-driver pebble nftables systemd iproute2 fdisk)   # swaks (+ its STARTTLS), Knot DNS for test zones, Pebble (a test ACME CA), IMAP clients (curl, mbsync), the hardware monitor's tools (smartctl, mdadm), headless chromium + chromedriver (console browser test), nft, systemd-analyze, ip and sfdisk (the image definition tests)
+TEST_DEBS=(swaks libnet-ssleay-perl knot curl isync smartmontools mdadm chromium chromium-driver pebble nftables systemd iproute2 fdisk dosfstools mtools e2fsprogs shellcheck)   # swaks (+ its STARTTLS), Knot DNS for test zones, Pebble (a test ACME CA), IMAP clients (curl, mbsync), the hardware monitor's tools (smartctl, mdadm), headless chromium + chromedriver (console browser test), nft, systemd-analyze, ip and sfdisk (the image definition tests), mkfs.vfat, mtools and mkfs.ext4 (the updater's small real disk images), shellcheck (the shipped firmware hooks)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }

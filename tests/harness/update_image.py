@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from appliance.update import bundle, gpt
+from harness.debian import ensure_package
 
 REPO = Path(__file__).resolve().parents[2]
 ENTRY_TEMPLATE = REPO / "image" / "boot" / "entry.conf.in"
@@ -19,12 +20,17 @@ size=6M, type=4f68bce3-e8cd-4db1-96e7-fbcaf984b709, name=root-a
 size=6M, type=4f68bce3-e8cd-4db1-96e7-fbcaf984b709, name=root-b
 type=0fc63daf-8483-4772-8e79-3d69d8477de4, name=data
 """
-TOOLS = ("sfdisk", "mkfs.vfat", "mmd", "mcopy", "mkfs.ext4")
+# the tools and the Debian packages that bring them (installed when missing: never skipped)
+TOOLS = {"sfdisk": "fdisk", "mkfs.vfat": "dosfstools", "mmd": "mtools", "mcopy": "mtools",
+         "mkfs.ext4": "e2fsprogs"}
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "MTOOLS_SKIP_CHECK": "1"}
 
 
-def tools_missing() -> list[str]:
-    return [tool for tool in TOOLS if shutil.which(tool, path=ENV["PATH"]) is None]
+def ensure_tools() -> None:
+    """Install the Debian packages of TOOLS that are missing (or fail: tests never skip)."""
+    for tool, package in TOOLS.items():
+        if shutil.which(tool, path=ENV["PATH"]) is None:
+            ensure_package(tool, package)
 
 
 def run(*argv: str, stdin: str | None = None) -> None:

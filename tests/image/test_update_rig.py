@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
 import socket
 import ssl
 import subprocess
@@ -141,9 +140,11 @@ def test_inject_twice_into_root_a_keeps_the_shipped_settings(tmp_path: Path) -> 
     """inject() on a small real GPT image (root-a made by mkfs.ext4 -d), run twice as on
     a reused N+1 image: the shipped mailstead.toml is kept aside, the [update] keys are
     there once, and the files and the failing hook are in place, root-owned."""
-    harness = pytest.importorskip("harness.update_image")
-    if harness.tools_missing() or shutil.which("debugfs") is None:
-        pytest.skip("needs sfdisk, mtools, mkfs.ext4 and debugfs")
+    from harness import update_image as harness
+    from harness.debian import ensure_package
+
+    harness.ensure_tools()
+    ensure_package("debugfs", "e2fsprogs")
     image = harness.make_image(tmp_path / "build", "0.1.1")
     offset = rig.partition_offset(image, 1)
     folders = ["/etc/mailstead", "/etc/systemd", "/etc/systemd/system",

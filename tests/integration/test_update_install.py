@@ -38,8 +38,10 @@ from harness import update_image
 from harness.engine import EngineProcess, free_port
 from peers.ca import TestCA
 
-pytestmark = pytest.mark.skipif(bool(update_image.tools_missing()),
-                                reason=f"needs {update_image.TOOLS}")
+
+@pytest.fixture(autouse=True, scope="module")
+def _image_tools() -> None:
+    update_image.ensure_tools()
 
 IMAGE_BOOT = update_image.REPO / "image" / "boot"
 SLOT_SIZE = 8 * 1024 * 1024

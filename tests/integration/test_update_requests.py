@@ -160,10 +160,9 @@ def test_check_request_records_a_refusal(tmp_path: Path) -> None:
 
 # -- install and reboot ----------------------------------------------------------------------
 
-@pytest.mark.skipif(bool(update_image.tools_missing()),
-                    reason=f"needs {update_image.TOOLS}")
 def test_install_then_reboot_requests_install_into_the_other_slot(
         tmp_path: Path, mirror: tuple[ReleaseRepository, str, Path]) -> None:
+    update_image.ensure_tools()
     repo, url, ca = mirror
     newer = update_image.make_bundle(tmp_path / "release", "99.0.0", "0")
     repo.add_release("stable", newer, version="99.0.0", min_version="0",

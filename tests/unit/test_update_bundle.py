@@ -19,8 +19,10 @@ from appliance.update import bundle, gpt
 from appliance.update.bundle import BundleError
 from harness import update_image
 
-pytestmark = pytest.mark.skipif(bool(update_image.tools_missing()),
-                                reason=f"needs {update_image.TOOLS}")
+
+@pytest.fixture(autouse=True, scope="module")
+def _image_tools() -> None:
+    update_image.ensure_tools()
 
 
 @pytest.fixture(scope="module")

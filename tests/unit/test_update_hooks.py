@@ -21,6 +21,7 @@ from appliance.settings import SettingsError, load_settings
 from appliance.settings_store import apply_rows, read_rows
 from appliance.update import hooks
 from appliance.update.hooks import HookRun, StageResult, run_stage
+from harness.debian import ensure_package
 
 ROOT = Path(__file__).parent.parent.parent
 SHIPPED = ROOT / "firmware-hooks"
@@ -398,9 +399,8 @@ def test_shipped_hooks_are_runnable_posix_sh() -> None:
         text = path.read_text()
         assert text.startswith("#!/bin/sh\n")
         assert "\nset -eu\n" in text
-    if which("shellcheck") is None:
-        pytest.skip("shellcheck is not installed")
-    done = subprocess.run(["shellcheck", "-s", "sh", *map(str, shipped())],
+    shellcheck = ensure_package("shellcheck", "shellcheck")
+    done = subprocess.run([shellcheck, "-s", "sh", *map(str, shipped())],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout
 
