@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import argparse
 import email
-import functools
 import hashlib
 import http.server
 import json
 import os
 import shutil
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -36,7 +34,7 @@ from appliance.update.install import InstallError, System, install
 from appliance.update.repository import ReleaseRepository
 from harness import update_image
 from harness.engine import EngineProcess, free_port
-from peers.ca import TestCA
+from harness.release_mirror import QuietHandler, release_mirror
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -225,15 +223,10 @@ def test_small_device_is_refused(tmp_path: Path, bundles: dict[str, Path]) -> No
 
 # -- commit ----------------------------------------------------------------------------------
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def console() -> Iterator[int]:
     """A real HTTP server on loopback standing in for the console's port."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _Quiet)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), QuietHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -444,25 +437,9 @@ def test_release_build_command_makes_a_bundle_from_an_image(tmp_path: Path) -> N
 
 @pytest.fixture
 def https_mirror(tmp_path: Path) -> Iterator[tuple[ReleaseRepository, str, Path]]:
-    """A release repository published with repository.py, served over HTTPS on loopback by
-    http.server (certificate from a test CA); yields it, its URL and the CA file."""
-    repo = ReleaseRepository(tmp_path / "repo", root_keys=tmp_path / "offline")
-    repo.create()
-    authority = TestCA("Update install test CA")
-    cert, key = authority.issue(["127.0.0.1"], tmp_path, "mirror")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    public = (repo.workdir / "public").resolve()
-    handler = functools.partial(_Quiet, directory=str(public))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield repo, f"https://127.0.0.1:{server.server_address[1]}/", \
-            authority.write_cert(tmp_path / "ca.pem")
-    finally:
-        server.shutdown()
-        server.server_close()
+    """A release repository served over HTTPS on loopback (harness/release_mirror.py)."""
+    with release_mirror(tmp_path, "Update install test CA") as served:
+        yield served
 
 
 def test_update_run_checks_downloads_and_installs(

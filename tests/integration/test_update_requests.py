@@ -6,16 +6,12 @@ field) refused and removed without acting."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import json
 import os
 import shutil
-import ssl
 import subprocess
 import sys
-import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,38 +22,18 @@ from appliance.cli.update_cmds import running_version
 from appliance.update import bundle, requests, slots, state
 from appliance.update.repository import ReleaseRepository
 from harness import update_image
-from peers.ca import TestCA
+from harness.release_mirror import release_mirror
 
 IMAGE_BOOT = update_image.REPO / "image" / "boot"
 CMDLINE = "root=PARTLABEL=root-{0} ro rootwait mailstead.slot={0} quiet\n"
 SLOT_SIZE = 8 * 1024 * 1024
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def mirror(tmp_path: Path) -> Iterator[tuple[ReleaseRepository, str, Path]]:
-    """A release repository (repository.py) served over HTTPS on loopback by http.server
-    with a test CA's certificate: the repository, its URL and the CA file."""
-    repo = ReleaseRepository(tmp_path / "repo", root_keys=tmp_path / "offline")
-    repo.create()
-    authority = TestCA("Update requests test CA")
-    cert, key = authority.issue(["127.0.0.1"], tmp_path, "mirror")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    handler = functools.partial(_Quiet, directory=str((repo.workdir / "public").resolve()))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield repo, f"https://127.0.0.1:{server.server_address[1]}/", \
-            authority.write_cert(tmp_path / "ca.pem")
-    finally:
-        server.shutdown()
-        server.server_close()
+    """A release repository served over HTTPS on loopback (harness/release_mirror.py)."""
+    with release_mirror(tmp_path, "Update requests test CA") as served:
+        yield served
 
 
 class Box:
