@@ -259,9 +259,8 @@ WELCOME = load(IMAGE / "overlay/usr/lib/mailstead/welcome.py", "welcome")
 
 
 def test_welcome_lists_global_addresses_ipv4_first() -> None:
-    output = ("2: enp0s2    inet6 fd00::5/64 scope global dynamic \\       valid_lft 1s\n"
-              "2: enp0s2    inet 10.0.2.15/24 brd 10.0.2.255 scope global dynamic enp0s2\n")
-    addresses = WELCOME.global_addresses(output)
+    addresses = WELCOME.global_addresses(["127.0.0.1", "::1", "fe80::1%enp0s2", "fd00::5",
+                                          "10.0.2.15", "not an address", "10.0.2.15"])
     assert addresses == ["10.0.2.15", "fd00::5"]
     assert WELCOME.console_urls(addresses, 443) == ["https://10.0.2.15/", "https://[fd00::5]/"]
     assert WELCOME.console_urls(["10.0.0.1"], 8443) == ["https://10.0.0.1:8443/"]

@@ -291,6 +291,19 @@ def run_checks(guest: Guest, results: Results) -> Site | None:
     results.check("boot to the setup code (UEFI, systemd-boot, slot A)", boots)
     if "code" not in code_box:
         return None
+
+    def console_url() -> str:
+        # mailstead-welcome prints the console's address (user networking leases
+        # 10.0.2.15); the login prompt below it shows the same through agetty's \4
+        log = guest.console_log.read_bytes()
+        shown = re.search(rb"Web console: (https://[0-9.]+/)", log)
+        assert shown is not None, "no console URL with an address on the serial console"
+        by_welcome = re.search(rb"python\[\d+\]: Web console: https://[0-9.]+/", log)
+        where = "mailstead-welcome and the login prompt" if by_welcome else \
+            "the login prompt only (mailstead-welcome saw no address)"
+        return f"{shown.group(1).decode()} shown by {where}"
+
+    results.check("welcome text shows the console URL with the leased address", console_url)
     console = Console(f"https://127.0.0.1:{guest.ports['console']}")
     results.check("console setup wizard accepts the setup code over HTTPS",
                   lambda: enter_code(console, code_box["code"]))

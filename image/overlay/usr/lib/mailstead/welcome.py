@@ -14,7 +14,7 @@ import ipaddress
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 # Printed alone on a line; `./build.sh image-test` reads the code from the serial console
@@ -23,20 +23,31 @@ CODE_PREFIX = "Mailstead setup code: "
 NO_ADDRESS = "Web console: no network address yet (is a cable plugged in?)"
 
 
-def global_addresses(ip_output: str) -> list[str]:
-    """The global unicast addresses in `ip -o addr show scope global` output, IPv4 first."""
+def global_addresses(candidates: Iterable[str]) -> list[str]:
+    """The addresses a browser on the LAN can use, IPv4 first: not loopback, not
+    link-local, not unspecified (an IPv6 zone suffix such as `%eth0` is dropped)."""
     found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
-    for line in ip_output.splitlines():
-        words = line.split()
-        for family in ("inet", "inet6"):
-            if family in words and words.index(family) + 1 < len(words):
-                text = words[words.index(family) + 1].split("/", 1)[0]
-                try:
-                    found.append(ipaddress.ip_address(text))
-                except ValueError:
-                    continue
+    for text in candidates:
+        try:
+            address = ipaddress.ip_address(text.split("%", 1)[0])
+        except ValueError:
+            continue
+        if not (address.is_loopback or address.is_link_local or address.is_unspecified
+                or address.is_multicast):
+            found.append(address)
     found.sort(key=lambda a: (a.version, int(a)))
-    return [str(a) for a in found]
+    return [str(a) for a in dict.fromkeys(found)]
+
+
+def interface_addresses() -> list[str]:
+    """Every address of every interface, from getifaddrs(3) through psutil: netlink only,
+    which the unit's sandbox allows (it has no AF_INET socket and runs no `ip`)."""
+    import socket
+
+    import psutil
+
+    return [entry.address for entries in psutil.net_if_addrs().values() for entry in entries
+            if entry.family in (socket.AF_INET, socket.AF_INET6)]
 
 
 def console_urls(addresses: Sequence[str], port: int) -> list[str]:
@@ -117,12 +128,9 @@ ADDRESS_WAIT = 20.0      # seconds to wait for a DHCP lease after network-online
 def wait_for_addresses(budget: float) -> list[str]:
     """The global addresses, polled for up to `budget` seconds until there is one
     (network-online.target may be reached by a link that has no lease yet)."""
-    from appliance.core.run import run_tool
-
     deadline = time.monotonic() + budget
     while True:
-        shown = run_tool(["ip", "-o", "addr", "show", "scope", "global"], timeout=10)
-        addresses = global_addresses(shown.stdout.decode(errors="replace"))
+        addresses = global_addresses(interface_addresses())
         if addresses or time.monotonic() >= deadline:
             return addresses
         time.sleep(1)
