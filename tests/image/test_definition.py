@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,6 +14,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from harness.netns import tool, veth_pair
 
 IMAGE = Path(__file__).resolve().parents[2] / "image"
 UNITS = sorted((IMAGE / "systemd").glob("*.service"))
@@ -29,13 +29,6 @@ def load(path: Path, name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def tool(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-    if found is None:
-        pytest.fail(f"{name} is missing: ./build.sh test installs it (Debian)")
-    return found
 
 
 def unit_settings(path: Path) -> dict[str, list[str]]:
@@ -144,23 +137,8 @@ time.sleep(20)
 @pytest.fixture
 def two_namespaces() -> Iterator[tuple[str, str]]:
     """Two network namespaces joined by a veth pair: A 192.0.2.1, B 192.0.2.2."""
-    ip = tool("ip")
-    a, b = f"msimgA{os.getpid()}", f"msimgB{os.getpid()}"
-    try:
-        for command in ([ip, "netns", "add", a], [ip, "netns", "add", b],
-                        [ip, "-n", a, "link", "add", "vA", "type", "veth", "peer", "name", "vB",
-                         "netns", b],
-                        [ip, "-n", a, "addr", "add", "192.0.2.1/24", "dev", "vA"],
-                        [ip, "-n", b, "addr", "add", "192.0.2.2/24", "dev", "vB"],
-                        [ip, "-n", a, "link", "set", "vA", "up"],
-                        [ip, "-n", b, "link", "set", "vB", "up"],
-                        [ip, "-n", a, "link", "set", "lo", "up"]):
-            subprocess.run(command, check=True, capture_output=True, timeout=30)
-        yield a, b
-    finally:
-        for name in (a, b):
-            subprocess.run([ip, "netns", "del", name], capture_output=True, timeout=30,
-                           check=False)
+    with veth_pair("msimg", ["192.0.2.1/24"], ["192.0.2.2/24"]) as pair:
+        yield pair
 
 
 def test_firewall_refuses_what_is_not_open(two_namespaces: tuple[str, str]) -> None:

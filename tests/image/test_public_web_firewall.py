@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from appliance.storage.db import open_database
 from appliance.storage.directory import SqliteDirectory
 from appliance.tls import acme_client
 from appliance.tls.certs import make_self_signed
+from harness.netns import tool, veth_pair
 from webui import admins, setup_state
 
 IMAGE = Path(__file__).resolve().parents[2] / "image"
@@ -34,13 +34,6 @@ TOKEN = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"
 KEY_AUTHORIZATION = TOKEN + ".9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI"
 SERVER_LAN, SERVER_NET = "10.9.0.1", "192.0.2.1"
 CLIENT_LAN, CLIENT_NET = "10.9.0.2", "192.0.2.2"
-
-
-def tool(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-    if found is None:
-        pytest.fail(f"{name} is missing: ./build.sh test installs it (Debian)")
-    return found
 
 
 def appliance_settings(data_dir: Path) -> Settings:
@@ -93,26 +86,9 @@ def test_ruleset_port_is_the_settings_default_and_the_image_keeps_it() -> None:
 @pytest.fixture
 def namespaces() -> Iterator[tuple[str, str]]:
     """A (the appliance: 10.9.0.1 and 192.0.2.1) and B (the clients: 10.9.0.2, 192.0.2.2)."""
-    ip = tool("ip")
-    a, b = f"mspubA{os.getpid()}", f"mspubB{os.getpid()}"
-    try:
-        for command in ([ip, "netns", "add", a], [ip, "netns", "add", b],
-                        [ip, "-n", a, "link", "add", "vA", "type", "veth", "peer", "name", "vB",
-                         "netns", b],
-                        [ip, "-n", a, "addr", "add", f"{SERVER_LAN}/24", "dev", "vA"],
-                        [ip, "-n", a, "addr", "add", f"{SERVER_NET}/24", "dev", "vA"],
-                        [ip, "-n", b, "addr", "add", f"{CLIENT_LAN}/24", "dev", "vB"],
-                        [ip, "-n", b, "addr", "add", f"{CLIENT_NET}/24", "dev", "vB"],
-                        [ip, "-n", a, "link", "set", "vA", "up"],
-                        [ip, "-n", b, "link", "set", "vB", "up"],
-                        [ip, "-n", a, "link", "set", "lo", "up"],
-                        [ip, "-n", b, "link", "set", "lo", "up"]):
-            subprocess.run(command, check=True, capture_output=True, timeout=30)
-        yield a, b
-    finally:
-        for name in (a, b):
-            subprocess.run([ip, "netns", "del", name], capture_output=True, timeout=30,
-                           check=False)
+    with veth_pair("mspub", [f"{SERVER_LAN}/24", f"{SERVER_NET}/24"],
+                   [f"{CLIENT_LAN}/24", f"{CLIENT_NET}/24"]) as pair:
+        yield pair
 
 
 WAIT = """
