@@ -93,6 +93,8 @@ Mailstead dev engine (data in ./var/, settings in ./var/mailstead.toml)
   submission  127.0.0.1:5870 (STARTTLS) and 127.0.0.1:4650 (TLS), AUTH PLAIN/LOGIN
   IMAP        127.0.0.1:1430 (STARTTLS) and 127.0.0.1:9930 (TLS), LOGIN or AUTHENTICATE
   POP3        127.0.0.1:1100 (STLS) and 127.0.0.1:9950 (TLS)
+  CalDAV/CardDAV http://127.0.0.1:5232/  (dev mode: plain HTTP, loopback only; log in as an
+              account, e.g. postmaster@example.test; /<address>/calendar/, /<address>/contacts/)
   queue       ./.venv/bin/mailstead queue list
   accounts    ./.venv/bin/mailstead account list   (domain example.test)
 
@@ -107,9 +109,11 @@ Send a test message from another terminal:
 It lands in ./var/mail/example.test/postmaster/new/. Stop the engine and console with Ctrl-C.
 
 EOF
-    # The console and the public listeners run beside the engine and stop with it.
+    # The console, DAV and the public listeners run beside the engine and stop with it.
     "$VENV/bin/mailstead" --config "$config" console serve &
     pids=$!
+    "$VENV/bin/mailstead" --config "$config" dav serve &
+    pids="$pids $!"
     if [ "${public#not started}" = "$public" ]; then
         "$VENV/bin/mailstead" --config "$config" console serve --public &
         pids="$pids $!"

@@ -179,6 +179,10 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("listen", "pop3_port", int, 110, "POP3 port (STLS).", 1, 65535),
     Setting("listen", "pop3s_port", int, 995, "POP3 port (TLS).", 1, 65535),
     Setting("listen", "dav_port", int, 5232, "CalDAV/CardDAV port.", 1, 65535),
+    Setting("listen", "dav_address", str, "127.0.0.1",
+            "IP address the CalDAV/CardDAV server (`mailstead dav serve`) binds to: loopback "
+            "by default; the appliance image sets 0.0.0.0 (the firewall keeps it to the LAN).",
+            validate=ipaddress.ip_address, accepted_text="an IPv4 or IPv6 address"),
     Setting("listen", "console_port", int, 443, "Web console port.", 1, 65535),
     Setting("listen", "console_address", str, "127.0.0.1",
             "IP address the web console binds to: loopback by default; the appliance image "
@@ -199,6 +203,20 @@ SCHEMA: tuple[Setting, ...] = (
             "firewall sends port 443 from outside the LAN here, so the internet sees only "
             "the public paths while the LAN gets the whole console on console_port.",
             1, 65535),
+    Setting("dav", "max_content_length", int, 10 * MIB,
+            "Largest CalDAV/CardDAV request body in bytes (an event, a vCard, a REPORT); "
+            "larger ones get 413 before they are read.", 4 * KIB, 1024 * MIB),
+    Setting("dav", "request_timeout", int, 30,
+            "Seconds a CalDAV/CardDAV client has to send a request body; then 408.", 1, 3600),
+    Setting("dav", "auth_cache_seconds", int, 300,
+            "Seconds a verified CalDAV/CardDAV login is remembered in memory (clients log "
+            "in on every request). A disabled account or a changed password still works "
+            "for a client that logged in until then; 0 verifies every request.", 0, 3600),
+    Setting("dav", "auth_cache_entries", int, 1000,
+            "Verified logins the CalDAV/CardDAV login cache holds at most.", 1, 1_000_000),
+    Setting("dav", "requests_per_minute", int, 1200,
+            "CalDAV/CardDAV requests one client address may make a minute (then 429); "
+            "0 for no limit.", 0, 1_000_000),
     Setting("console", "idle_timeout", int, 900,
             "Seconds a console session may stay unused before it must log in again.",
             60, 86400),

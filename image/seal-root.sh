@@ -19,7 +19,8 @@ systemctl enable --quiet systemd-networkd.service systemd-networkd-wait-online.s
     systemd-resolved.service nftables.service clamav-daemon.service clamav-freshclam.service \
     mailstead-firstboot.service mailstead-welcome.service mailstead-engine.service \
     mailstead-console.service mailstead-console-public.service \
-    mailstead-console-http.service mailstead-monitor.service mailstead-daily.timer
+    mailstead-console-http.service mailstead-dav.service mailstead-monitor.service \
+    mailstead-daily.timer
 # the A/B updater (issue 9): judge a new slot after each boot; check for releases daily
 systemctl enable --quiet mailstead-update-commit.service mailstead-update.timer \
     mailstead-update-request.path

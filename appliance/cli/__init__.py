@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from appliance.cli import (
     config_cmds,
     console_cmds,
+    dav_cmds,
     directory_cmds,
     dkim_cmds,
     dns_cmds,
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     report_cmds.register(commands)
     spam_cmds.register(commands)
     console_cmds.register(commands)
+    dav_cmds.register(commands)
     monitor_cmds.register(commands)
     tls_cmds.register(commands)
     firewall_cmds.register(commands)

@@ -17,6 +17,7 @@ from appliance.auth.verify import AccountVerifier
 from appliance.cli import context
 from appliance.cli.context import CliError
 from appliance.dkim import keys
+from appliance.groupware import storage as groupware_storage
 from appliance.storage.maildir.store import create_maildir
 
 
@@ -48,7 +49,8 @@ def _register_account(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("enable", help="allow login and delivery again").add_argument("address")
     remove = sub.add_parser("remove", help="remove an account (mail is kept unless --purge)")
     remove.add_argument("address")
-    remove.add_argument("--purge", action="store_true", help="also delete the account's mail")
+    remove.add_argument("--purge", action="store_true",
+                        help="also delete the account's mail, calendars and contacts")
     parser.set_defaults(handler=account_command)
 
 
@@ -112,9 +114,11 @@ def account_command(args: argparse.Namespace) -> int:
         maildir = current.data_dir / account.maildir
         if args.purge:
             shutil.rmtree(maildir, ignore_errors=True)
-            print(f"removed account {account.address} and its mail")
+            groupware_storage.remove_account(current.data_dir, account.address)
+            print(f"removed account {account.address}, its mail, calendars and contacts")
         else:
-            print(f"removed account {account.address}; its mail is kept in {maildir}")
+            print(f"removed account {account.address}; its mail is kept in {maildir}, "
+                  "its calendars and contacts in the DAV store")
     return 0
 
 

@@ -23,7 +23,6 @@ import http.cookiejar
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from appliance.storage.db import open_database
 from appliance.storage.directory import SqliteDirectory
 from harness.debian import ensure_package
 from harness.engine import EngineProcess, free_port, wait_for_port
+from harness.processes import stop_process
 from peers.dns import KnotDns
 from webui import admins, dns_store, setup_state
 from webui.dns_check import domain_records
@@ -105,12 +105,7 @@ def console(config: Path, log: Path) -> Iterator[tuple[str, int]]:
         wait_for_port(port, 30, proc)
         yield f"http://127.0.0.1:{port}", proc.pid
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def log_in(base: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from harness.debian import ensure_package
 from harness.engine import free_port, wait_for_port
+from harness.processes import stop_process
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -256,14 +256,8 @@ class ConsoleServer:
         wait_for_port(self.port, 30, self.proc)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
 
     def __enter__(self) -> ConsoleServer:
         self.start()

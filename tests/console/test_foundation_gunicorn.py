@@ -26,6 +26,7 @@ import webui
 from appliance.settings import Settings
 from appliance.tls.certs import make_self_signed
 from harness.engine import free_port, wait_for_port
+from harness.processes import stop_process
 from webui import setup_code
 
 from .conftest import console_settings
@@ -59,12 +60,7 @@ def console(tmp_path: Path) -> Iterator[Console]:
         wait_for_port(port, 30, proc)
         yield Console(f"http://127.0.0.1:{port}", settings, log, proc)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def opener() -> urllib.request.OpenerDirector:

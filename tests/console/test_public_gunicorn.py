@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -25,6 +24,7 @@ from appliance.settings import Settings
 from appliance.tls import acme_client
 from appliance.tls.certs import make_self_signed
 from harness.engine import free_ports, wait_for_port
+from harness.processes import stop_process
 
 from .conftest import USER, add_admin, add_user, console_settings
 from .test_clients import protocols, request_xml, servers
@@ -53,12 +53,7 @@ def _serve(settings: Settings, flag: str, log: Path) -> subprocess.Popen[bytes]:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc)
 
 
 @pytest.fixture

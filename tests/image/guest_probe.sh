@@ -16,7 +16,7 @@ root_read_only() {
     if touch /probe-write 2>/dev/null; then echo "wrote to /"; return 1; fi
     findmnt -no SOURCE,OPTIONS /
 }
-UNITS="mailstead-engine mailstead-console mailstead-console-public mailstead-console-http
+UNITS="mailstead-engine mailstead-console mailstead-console-public mailstead-console-http mailstead-dav
        mailstead-monitor mailstead-welcome mailstead-firstboot nftables"
 units_state() {
     bad=0
@@ -47,7 +47,7 @@ data_grown() {
 }
 security_scores() {
     bad=0
-    for u in engine console console-public console-http monitor welcome firstboot; do
+    for u in engine console console-public console-http dav monitor welcome firstboot; do
         score=$(systemd-analyze security --no-pager mailstead-$u.service | awk '/Overall exposure/ {print $(NF-2)}')
         echo "$u=$score"
         awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 2.0) }' || bad=1

@@ -10,8 +10,9 @@ In-guest checks: guest_probe.sh and a unit that runs it are written into root-a 
 test copy with debugfs (the shipped image has neither); it reports on the second serial
 port. From the host, after the setup code: the rest of the wizard and the admin pages
 (console_driver.py), then, once the probe has restarted the engine with that set-up, mail
-over SMTP, submission 587 and 465 with AUTH, read back over IMAPS, and finally the RAID
-alert mail in postmaster's INBOX (mail_checks.py).
+over SMTP, submission 587 and 465 with AUTH, read back over IMAPS, calendars and contacts
+over CalDAV/CardDAV (dav_checks.py), and finally the RAID
+and NVMe alert mails in postmaster's INBOX (mail_checks.py).
 
 With --update, the same guest then updates itself to a version N+1 published on a test TUF
 repository, reboots into slot B and commits it, and rolls back from a broken N+2
@@ -47,6 +48,7 @@ from console_driver import (
     run_wizard,
     unverified_context,
 )
+from dav_checks import dav_checks
 from mail_checks import (
     Imaps,
     Ports,
@@ -69,7 +71,7 @@ CODE_LINE = re.compile(rb"Mailstead setup code: ([A-Za-z0-9-]+)")
 # (the firewall's lan4), so 443 is the LAN's whole console here; port 80 (the public web
 # listener's plain HTTP) is the same for the LAN and the internet.
 GUEST_PORTS = {"smtp": 25, "submission": 587, "submissions": 465, "imaps": 993,
-               "console": 443, "closed": 8081, "web": 80}
+               "console": 443, "closed": 8081, "web": 80, "dav": 5232}
 BOOT_BUDGET = 300.0          # seconds from qemu start to the setup code on the console
 PROBE_BUDGET = 1500.0        # seconds for the in-guest checks after boot (incl. set-up)
 ALERT_MAIL_BUDGET = 240.0    # seconds for the RAID alert mail after the probe saw the alert
@@ -371,7 +373,7 @@ def set_up(console: Console, site: Site, results: Results) -> None:
 
 def in_guest_checks(guest: Guest, site: Site, results: Results) -> None:
     """The probe's lines as results; the host's mail checks when the probe says the engine
-    runs with the set-up; the RAID alert mail once the probe has seen the alert."""
+    runs with the set-up; the RAID and NVMe alert mails once the probe has seen the alerts."""
     ports = Ports(guest.ports["smtp"], guest.ports["submission"],
                   guest.ports["submissions"], guest.ports["imaps"])
     seen: set[str] = set()
@@ -385,6 +387,8 @@ def in_guest_checks(guest: Guest, site: Site, results: Results) -> None:
                                found.group(3))
             elif line == "PROBE-STEP setup-applied":
                 mail_checks(ports, site, results)
+                dav_checks(guest.ports["dav"], pinned_context(ports.imaps, site.hostname),
+                           site.hostname, site.alice, site.mail_password, results)
             elif line.startswith("PROBE-STEP public-web-token "):
                 public_web_checks(guest.ports["web"], site, line.split()[-1], results)
             elif line == "PROBE-STEP nvme-warning":
@@ -403,6 +407,17 @@ def in_guest_checks(guest: Guest, site: Site, results: Results) -> None:
         return f"{site.postmaster} got {hits[0]!r}"
 
     results.check("RAID alert mail in postmaster's INBOX (IMAPS)", alert_mail)
+
+    def nvme_alert_mail() -> str:
+        assert "monitor-nvme-alert" in seen, "the probe did not see the NVMe alert"
+        context = pinned_context(ports.imaps, site.hostname)
+        hits = find_subject(ports, context, site.hostname, site.postmaster,
+                            site.mail_password, "/dev/nvme", ALERT_MAIL_BUDGET)
+        assert any("failing" in hit for hit in hits), f"no failing-disk mail: {hits}"
+        return f"{site.postmaster} got {hits[0]!r}"
+
+    results.check("NVMe failing-disk alert mail in postmaster's INBOX (IMAPS)",
+                  nvme_alert_mail)
 
 
 def fetch_plain(port: int, host: str, path: str) -> tuple[int, str, bytes]:

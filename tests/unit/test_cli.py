@@ -130,9 +130,13 @@ def test_account_lifecycle(domain: Cli) -> None:
     cli.ok("account", "add", "bob@example.test", stdin=twice)
     bob = cli.data_dir / "mail" / "example.test" / "bob"
     (bob / "cur" / "1.msg").write_bytes(b"x")
+    assert cli.ok("dav", "provision", "bob@example.test")
+    calendars = cli.data_dir / "dav" / "collections" / "collection-root" / "bob@example.test"
+    assert (calendars / "calendar").is_dir()
     assert cli.ok("account", "remove", "bob@example.test", "--purge") == [
-        "removed account bob@example.test and its mail"]
+        "removed account bob@example.test, its mail, calendars and contacts"]
     assert not bob.exists()
+    assert not calendars.exists()
     assert maildir.exists()
 
 

@@ -193,7 +193,8 @@ def delete(account_id: int) -> ResponseReturnValue:
         return confirm_delete(account_id, str(exc), 400)
     maildir = services.settings().data_dir / account.maildir
     audit.record("account.delete", account.address, mail_kept_in=str(account.maildir))
-    flash(f"Deleted account {account.address}; its mail is kept in {maildir}.", "success")
+    flash(f"Deleted account {account.address}; its mail is kept in {maildir}, its "
+          "calendars and contacts in the DAV store.", "success")
     return redirect(url_for(".index"))
 
 
