@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from appliance.core import log
+from appliance.tls.contexts import gunicorn_ssl_context
 from webui.services import load_console_settings, option_from
 
 _settings = load_console_settings()
@@ -34,6 +35,7 @@ limit_request_fields = 100
 if not _settings.get_bool("server.dev_mode"):
     certfile = str(_settings.data_path("tls.cert_file"))
     keyfile = str(_settings.data_path("tls.key_file"))
+ssl_context = gunicorn_ssl_context     # the engine's TLS policy: 1.2+, AEAD ciphers
 # The access log names the path without its query string (%(U)s, not %(r)s): a query may
 # carry a token or an address that does not belong in a log file.
 accesslog = "-"

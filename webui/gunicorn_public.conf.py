@@ -16,6 +16,7 @@ import os
 from typing import Any
 
 from appliance.core import log
+from appliance.tls.contexts import gunicorn_ssl_context
 from webui.services import load_console_settings, option_from
 
 _settings = load_console_settings()
@@ -42,6 +43,7 @@ limit_request_field_size = 4096
 if _listener == "https":      # in dev mode too: the self-signed certificate of ./var/tls/
     certfile = str(_settings.data_path("tls.cert_file"))
     keyfile = str(_settings.data_path("tls.key_file"))
+ssl_context = gunicorn_ssl_context     # the engine's TLS policy: 1.2+, AEAD ciphers
 # The access log names the path without its query string (%(U)s): autoconfig's carries an
 # address.
 accesslog = "-"

@@ -11,11 +11,11 @@ login cache live in memory, and one process keeps one count of failures.
 from __future__ import annotations
 
 import os
-import ssl
 from typing import Any
 
 from appliance.core import log
 from appliance.groupware.app import load_dav_settings
+from appliance.tls.contexts import gunicorn_ssl_context
 
 _settings = load_dav_settings()
 
@@ -35,14 +35,7 @@ limit_request_field_size = 8190
 if not _settings.get_bool("server.dev_mode"):
     certfile = str(_settings.data_path("tls.cert_file"))
     keyfile = str(_settings.data_path("tls.key_file"))
-
-
-def ssl_context(_config: Any, default_ssl_context_factory: Any) -> ssl.SSLContext:
-    """gunicorn's context (certificate, key) with TLS 1.2 as the floor, said explicitly
-    rather than left to the system's OpenSSL configuration."""
-    context: ssl.SSLContext = default_ssl_context_factory()
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
+ssl_context = gunicorn_ssl_context     # the engine's TLS policy: 1.2+, AEAD ciphers
 
 
 # The access log names the path without its query string (%(U)s, not %(r)s), and never a

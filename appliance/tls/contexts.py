@@ -6,6 +6,7 @@ import functools
 import os
 import ssl
 from pathlib import Path
+from typing import Any
 
 
 def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
@@ -21,6 +22,13 @@ def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
     context.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20")
     context.load_cert_chain(cert_file, key_file)
     return context
+
+
+def gunicorn_ssl_context(config: Any, _default_factory: Any) -> ssl.SSLContext:
+    """gunicorn's `ssl_context` hook: the web listeners (console, public HTTPS, DAV) get the
+    mail listeners' policy (`server_context`) with gunicorn's certfile and keyfile, instead
+    of gunicorn's context, whose floor would be the system OpenSSL configuration's."""
+    return server_context(Path(config.certfile), Path(config.keyfile))
 
 
 def client_context(*, verify: bool, ca_file: Path | None = None) -> ssl.SSLContext:

@@ -1,7 +1,7 @@
 """Hostile input against mailstead-dav under real gunicorn with TLS: a body over the limit
 (413 before it is sent), malformed XML (400), a huge header (refused by gunicorn), `..` in
 paths, plain HTTP on the TLS port, garbage Basic credentials (401, not 500), and a body
-that never finishes (408 after dav.request_timeout)."""
+that never finishes (408 after dav.request_timeout), and TLS below 1.2."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import base64
 import socket
 import ssl
 import time
+
+import pytest
 
 from .conftest import ALICE, BOB, PASSWORDS, DavServer
 from .curl import curl, event
@@ -136,3 +138,28 @@ def test_unfinished_body_is_timed_out(dav_server: DavServer) -> None:
 def test_server_still_answers_afterwards(dav_server: DavServer) -> None:
     assert curl(dav_server, "PROPFIND", f"{ALICE_URL}/", user=ALICE).status == 207
     assert curl(dav_server, "GET", f"{ALICE_URL}/calendar/slow.ics", user=ALICE).status == 404
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
+def test_tls_below_1_2_is_refused_and_1_2_is_served(dav_server: DavServer) -> None:
+    """The engine's TLS policy (appliance.tls.contexts): a client that offers at most
+    TLS 1.1 gets the server's protocol_version alert; TLS 1.2 with an AEAD cipher works."""
+    old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    old.check_hostname, old.verify_mode = False, ssl.CERT_NONE
+    old.set_ciphers("ALL:@SECLEVEL=0")      # let this client offer what a server must refuse
+    old.minimum_version = ssl.TLSVersion.TLSv1
+    old.maximum_version = ssl.TLSVersion.TLSv1_1
+    raw = socket.create_connection(("127.0.0.1", dav_server.port), timeout=20)
+    with raw, pytest.raises(ssl.SSLError) as refused:
+        old.wrap_socket(raw, server_hostname="localhost")
+    # the alert came from the server: this client did offer TLS 1.0/1.1
+    assert "ALERT_PROTOCOL_VERSION" in str(refused.value).upper(), refused.value
+    modern = ssl.create_default_context(cafile=str(dav_server.cert))
+    modern.maximum_version = ssl.TLSVersion.TLSv1_2
+    with modern.wrap_socket(socket.create_connection(("127.0.0.1", dav_server.port),
+                                                     timeout=20),
+                            server_hostname="localhost") as sock:
+        assert sock.version() == "TLSv1.2"
+        cipher = sock.cipher()
+        assert cipher is not None
+        assert "GCM" in cipher[0] or "CHACHA20" in cipher[0], cipher
