@@ -388,15 +388,21 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def release_build_command(args: argparse.Namespace) -> int:
+    """`release build IMAGE`: the bundle (bundle.build_release), saying how big the root
+    filesystem in it is; the last line printed is the bundle's path, which scripts read."""
     from appliance.update import bundle
     version = args.version or _version_from_name(args.image)
     template = args.entry_template or _checkout_template()
     try:
-        path = bundle.build_bundle(args.image, args.out or args.image.parent, version,
-                                   args.min_version, bundle.current_data_schema(), template)
+        built = bundle.build_release(args.image, args.out or args.image.parent, version,
+                                     args.min_version, bundle.current_data_schema(),
+                                     template)
     except bundle.BundleError as exc:
         raise context.CliError(str(exc)) from None
-    print(path)
+    mib = 1024 * 1024
+    print(f"root filesystem {built.root_size / mib:.0f} MiB (of the "
+          f"{built.partition_size / mib:.0f} MiB partition)")
+    print(built.path)
     return 0
 
 

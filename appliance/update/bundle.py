@@ -1,6 +1,7 @@
 """The update bundle: one POSIX tar `mailstead-<version>-amd64.bundle` with `manifest.json`
-first, then the root-a partition's ext4 image (gzip), the kernel, the initrd and the loader
-entry template of the release. Building it from a disk image; reading it back bounded.
+first, then root-a's ext4 filesystem shrunk to its minimum (gzip), the kernel, the initrd and
+the loader entry template of the release. Building it from a disk image; reading it back
+bounded.
 
 A bundle is read from untrusted bytes (TUF verified the file as a whole, but this code must
 not trust even that): the manifest is at most MAX_MANIFEST bytes, member names come from a
@@ -19,7 +20,7 @@ import tarfile
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -28,7 +29,7 @@ from packaging.version import InvalidVersion, Version
 
 from appliance.core.run import run_tool
 from appliance.storage.db import migrations
-from appliance.update import gpt
+from appliance.update import gpt, rootfs
 
 FORMAT = 1
 ARCH = "amd64"
@@ -43,6 +44,7 @@ MAX_ENTRY_TEMPLATE = 16 * 1024
 ROOT_PART, ESP_PART, SOURCE_SLOT = "root-a", "esp", "a"
 CHUNK = 1024 * 1024
 MCOPY_TIMEOUT = 300.0
+SHRUNK_ROOT = "root.ext4"     # the work dir's copy of root-a, shrunk (not a bundle member)
 
 
 class BundleError(ValueError):
@@ -185,11 +187,13 @@ def _read_small(tar: tarfile.TarFile, info: tarfile.TarInfo, limit: int) -> byte
 
 
 class HashingReader(io.RawIOBase):
-    """Reads a member, hashing it; at its end the size and SHA-256 must be the manifest's."""
+    """Reads a member, hashing it; at its end the size and SHA-256 must be the manifest's
+    (only the size when `hashed` is False: the caller verifies the content another way)."""
 
-    def __init__(self, stream: IO[bytes], name: str, expected: FileInfo) -> None:
+    def __init__(self, stream: IO[bytes], name: str, expected: FileInfo,
+                 hashed: bool = True) -> None:
         self.stream, self.name, self.expected = stream, name, expected
-        self.digest = hashlib.sha256()
+        self.digest = hashlib.sha256() if hashed else None
         self.count = 0
 
     def readable(self) -> bool:
@@ -197,7 +201,8 @@ class HashingReader(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         chunk = self.stream.read(len(buffer))
-        self.digest.update(chunk)
+        if self.digest is not None:
+            self.digest.update(chunk)
         self.count += len(chunk)
         if not chunk:
             self.check()
@@ -205,13 +210,17 @@ class HashingReader(io.RawIOBase):
         return len(chunk)
 
     def check(self) -> None:
-        if self.count != self.expected.size or self.digest.hexdigest() != self.expected.sha256:
+        if self.count != self.expected.size or (
+                self.digest is not None and self.digest.hexdigest() != self.expected.sha256):
             raise BundleError(f"{self.name} does not match the manifest (size or SHA-256)")
 
 
-def members(bundle: Path, manifest: Manifest) -> Iterator[tuple[str, IO[bytes]]]:
+def members(bundle: Path, manifest: Manifest, *, unhashed: Collection[str] = ()
+            ) -> Iterator[tuple[str, IO[bytes]]]:
     """Each payload member in order as (name, stream); each stream raises BundleError at its
     end when its bytes are not the manifest's. Read each stream to its end before the next.
+    Members named in `unhashed` are checked for their size only: for a caller that verifies
+    what they hold another way (install.py: the root, gunzipped and hashed on the device).
 
     Raises:
         BundleError: a member missing, repeated, out of order or of the wrong size.
@@ -228,7 +237,8 @@ def members(bundle: Path, manifest: Manifest) -> Iterator[tuple[str, IO[bytes]]]
                 raise BundleError(f"{name} is not the size the manifest says")
             stream = tar.extractfile(info)
             assert stream is not None
-            yield name, io.BufferedReader(HashingReader(stream, name, manifest.files[name]))
+            yield name, io.BufferedReader(HashingReader(stream, name, manifest.files[name],
+                                                        hashed=name not in unhashed))
         if _next_member(tar) is not None:
             raise BundleError("bundle has members after the entry template")
 
@@ -263,14 +273,34 @@ def gunzip_bounded(stream: IO[bytes], limit: int) -> Iterator[bytes]:
 
 # -- building ----------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class BuiltBundle:
+    """What build_release made: the bundle, and the root filesystem's size in it (the
+    manifest's root.size) beside the size of the partition it came from."""
+
+    path: Path
+    root_size: int
+    partition_size: int
+
+
 def build_bundle(image: Path, out_dir: Path, version: str, min_version: str,
                  data_schema: int, entry_template: Path) -> Path:
+    """build_release(...).path."""
+    return build_release(image, out_dir, version, min_version, data_schema,
+                         entry_template).path
+
+
+def build_release(image: Path, out_dir: Path, version: str, min_version: str,
+                  data_schema: int, entry_template: Path) -> BuiltBundle:
     """Make `out_dir/mailstead-<version>-amd64.bundle` from a built disk image: root-a's
-    partition bytes (gzip), `/root-a/vmlinuz` and `/root-a/initrd` from its ESP (mtools,
-    no mount), and the loader entry template.
+    ext4 filesystem shrunk to its minimum (e2fsprogs, on a copy in the work dir) and
+    gzipped, `/root-a/vmlinuz` and `/root-a/initrd` from its ESP (mtools, no mount), and
+    the loader entry template. The work dir (a copy of the root partition: 1.5 GiB for
+    the appliance) is a temporary directory in `out_dir`, removed at the end.
 
     Raises:
-        BundleError: no GPT, no root-a or esp partition, mcopy failed, bad versions.
+        BundleError: no GPT, no root-a or esp partition, root-a is not a clean ext4, an
+            e2fsprogs tool or mcopy is missing or failed, bad versions.
     """
     for value in (version, min_version):
         _version({"v": value}, "v")
@@ -286,7 +316,12 @@ def build_bundle(image: Path, out_dir: Path, version: str, min_version: str,
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".bundle-") as work_dir:
         work = Path(work_dir)
-        root = _gzip_partition(image, parts[ROOT_PART], work / ROOT)
+        try:
+            size = rootfs.shrink_root(image, parts[ROOT_PART], work / SHRUNK_ROOT)
+        except rootfs.RootFsError as exc:
+            raise BundleError(str(exc)) from None
+        root = _gzip_file(work / SHRUNK_ROOT, size, work / ROOT)
+        (work / SHRUNK_ROOT).unlink()
         esp_offset = parts[ESP_PART].offset
         _mcopy(image, esp_offset, f"/root-{SOURCE_SLOT}/vmlinuz", work / KERNEL)
         _mcopy(image, esp_offset, f"/root-{SOURCE_SLOT}/initrd", work / INITRD)
@@ -298,24 +333,23 @@ def build_bundle(image: Path, out_dir: Path, version: str, min_version: str,
         target = out_dir / bundle_name(version)
         _write_tar(work, work / "bundle.tmp")
         os.replace(work / "bundle.tmp", target)
-    return target
+    return BuiltBundle(target, root.size, parts[ROOT_PART].size)
 
 
-def _gzip_partition(image: Path, part: gpt.Partition, out: Path) -> FileInfo:
-    """Stream the partition's bytes into a gzip file; the uncompressed size and SHA-256."""
+def _gzip_file(path: Path, size: int, out: Path) -> FileInfo:
+    """The first `size` bytes of `path` into a gzip file; their size and SHA-256."""
     digest = hashlib.sha256()
-    with image.open("rb") as src, out.open("wb") as raw, \
+    with path.open("rb") as src, out.open("wb") as raw, \
             gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as packed:
-        src.seek(part.offset)
-        left = part.size
+        left = size
         while left:
             chunk = src.read(min(CHUNK, left))
             if not chunk:
-                raise BundleError(f"{image} ends inside partition {part.name}")
+                raise BundleError(f"{path} is shorter than its filesystem")
             digest.update(chunk)
             packed.write(chunk)
             left -= len(chunk)
-    return FileInfo(part.size, digest.hexdigest())
+    return FileInfo(size, digest.hexdigest())
 
 
 def _mcopy(image: Path, offset: int, source: str, dest: Path) -> None:

@@ -175,7 +175,14 @@ def _write(path: Path, manifest: Manifest, system: System, pending: slots.Pendin
     boot.remove_entries(pending.to_slot)        # no half-written slot is ever bootable
     device = system.devices[pending.to_slot]
     files: dict[str, bytes] = {}
-    for name, stream in bundle.members(path, manifest):
+    # One SHA-256 pass over the root: the verify on disk. The compressed member is not
+    # hashed as well (unhashed): a corrupt member fails gzip's CRC-32 and length trailer
+    # while it inflates (RFC 1952 section 2.3.1) or gives bytes whose hash on the device
+    # is not the manifest's, and either way before any boot entry exists; whoever could
+    # change the member could change the manifest beside it (TUF verified the whole
+    # bundle's SHA-256 when it was downloaded). Kernel, initrd and template keep their
+    # member hash: it is their only check.
+    for name, stream in bundle.members(path, manifest, unhashed=(bundle.ROOT,)):
         if name == bundle.ROOT:
             _write_root(stream, device, manifest)
         else:
@@ -195,6 +202,9 @@ def _write(path: Path, manifest: Manifest, system: System, pending: slots.Pendin
 
 
 def _write_root(stream: IO[bytes], device: Path, manifest: Manifest) -> None:
+    """The gunzipped root (manifest root.size bytes: the filesystem, which may be smaller
+    than the slot; the rest of the slot is left as it was) onto the device, fsync'ed. No
+    hash here: _verify_on_disk hashes what the device then holds, which is what counts."""
     fd = os.open(device, os.O_WRONLY | os.O_CLOEXEC)
     try:
         if os.lseek(fd, 0, os.SEEK_END) < manifest.root.size:
@@ -220,7 +230,9 @@ def _read_bounded(stream: IO[bytes], name: str) -> bytes:
 
 
 def _verify_on_disk(device: Path, manifest: Manifest) -> None:
-    """Read back what is on the device (past the page cache where the kernel allows)."""
+    """Read back what is on the device (past the page cache where the kernel allows) and
+    hash it against the manifest: the one check of the root that covers both the bundle's
+    bytes and the write (a device that dropped or garbled a block), so it stays."""
     digest, left = hashlib.sha256(), manifest.root.size
     fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
     try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from tuf.ngclient.fetcher import FetcherInterface
 from tuf.ngclient.updater import Updater
 
 import appliance
-from appliance.core import log
+from appliance.core import fsio, log
 from appliance.update import state
 from appliance.update.repository import CHANNELS, target_path
 
@@ -112,11 +111,11 @@ def config_from_settings(settings: Settings) -> ClientConfig:
 class BoundedFetcher(FetcherInterface):
     """HTTPS GETs with a verified certificate, connect/read timeouts, a limit on the whole
     download's time, and read1 chunks so a trickling mirror cannot stall a read. The byte
-    limit itself is the caller's `max_length` (FetcherInterface.download_file)."""
+    limit itself is the caller's `max_length`. ngclient uses it for metadata only
+    (`download_bytes`); targets go through `download_into`, never `download_file`."""
 
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
-        self.spool_dir: Path | None = None     # where a downloaded target is buffered
         self._pool = urllib3.PoolManager(
             cert_reqs="CERT_REQUIRED",
             ca_certs=str(config.ca_file) if config.ca_file else None,
@@ -157,20 +156,36 @@ class BoundedFetcher(FetcherInterface):
                 response.close()    # cut off (too long, too slow): hang up, reuse nothing
             response.release_conn()
 
-    @contextlib.contextmanager
-    def download_file(self, url: str, max_length: int) -> Iterator[IO[bytes]]:
-        """As FetcherInterface's, but the buffer lives in `spool_dir` (the data partition)
-        rather than /tmp, which may be RAM; over `max_length` the transfer stops."""
-        with tempfile.TemporaryFile(dir=self.spool_dir) as buffer:
-            received = 0
-            for chunk in self.fetch(url):
-                received += len(chunk)
-                if received > max_length:
-                    raise exceptions.DownloadLengthMismatchError(
-                        f"more than the allowed {max_length} bytes from {url}")
-                buffer.write(chunk)
-            buffer.seek(0)
-            yield buffer
+    def download_bytes(self, url: str, max_length: int) -> bytes:
+        """Metadata (ngclient's only use of the fetcher): kept in memory, as the limits of
+        METADATA_LIMITS are a few MiB at most; past `max_length` the transfer stops."""
+        buffer = bytearray()
+        for chunk in self._bounded(url, max_length):
+            buffer += chunk
+        return bytes(buffer)
+
+    def download_into(self, url: str, max_length: int, out: IO[bytes]) -> int:
+        """Write the body of `url` into `out` (the download's own `.part` file: the one
+        copy it ever has on disk); past `max_length` the transfer stops. The bytes written.
+
+        Raises:
+            DownloadLengthMismatchError: more than `max_length` bytes.
+            DownloadError: connection, HTTP status, timeouts.
+        """
+        received = 0
+        for chunk in self._bounded(url, max_length):
+            out.write(chunk)
+            received += len(chunk)
+        return received
+
+    def _bounded(self, url: str, max_length: int) -> Iterator[bytes]:
+        received = 0
+        for chunk in self.fetch(url):
+            received += len(chunk)
+            if received > max_length:
+                raise exceptions.DownloadLengthMismatchError(
+                    f"more than the allowed {max_length} bytes from {url}")
+            yield chunk
 
 
 class UpdateClient:
@@ -224,15 +239,24 @@ class UpdateClient:
         try:
             with _refusals("download"):
                 updater, info = self._verified(offer)
-                self.fetcher.spool_dir = dest_dir
-                updater.download_target(info, str(partial))
-            with partial.open("rb") as handle:
-                os.fsync(handle.fileno())
+                self._fetch_verified(updater, info, partial)
             os.replace(partial, final)
+            fsio.fsync_dir(dest_dir)
         finally:
             partial.unlink(missing_ok=True)
         log.event("update.downloaded", version=offer.version, length=offer.length)
         return final
+
+    def _fetch_verified(self, updater: Updater, info: TargetFile, partial: Path) -> None:
+        """What ngclient's `Updater.download_target` does (python-tuf 7: the URL, the length
+        bound, `verify_length_and_hashes`), but streaming into `partial` itself rather than
+        into a temporary file that is then copied: a bundle is written to disk once."""
+        with partial.open("w+b") as out:
+            self.fetcher.download_into(_target_url(updater, self.config.url, info),
+                                       info.length, out)
+            out.flush()
+            info.verify_length_and_hashes(out)      # reads the file back (page cache)
+            os.fsync(out.fileno())
 
     def _verified(self, offer: Offer) -> tuple[Updater, TargetFile]:
         found = self._checked.get(offer.target_path)
@@ -258,10 +282,25 @@ class UpdateClient:
         # Signed public metadata, no secret: readable (the console shows the update state
         # kept beside it), written only by the updater (root on the appliance).
         self.config.cache_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
-        base = self.config.url.rstrip("/")
+        base = _base(self.config.url)
         return Updater(str(self.config.cache_dir), f"{base}/metadata/",
                        target_base_url=f"{base}/targets/", fetcher=self.fetcher,
                        config=METADATA_LIMITS, bootstrap=bootstrap)
+
+
+def _target_url(updater: Updater, base_url: str, info: TargetFile) -> str:
+    """The target's URL as ngclient's download_target builds it: under the targets URL,
+    the file name prefixed with its first hash when the (verified) root uses consistent
+    snapshots (TUF spec 5.7.3; `release add` stores bundles as `<sha256>.<name>`)."""
+    path = info.path
+    if updater._trusted_set.root.consistent_snapshot and updater.config.prefix_targets_with_hash:
+        folder, sep, name = path.rpartition("/")
+        path = f"{folder}{sep}{next(iter(info.hashes.values()))}.{name}"
+    return f"{_base(base_url)}/targets/{path}"
+
+
+def _base(url: str) -> str:
+    return url.rstrip("/")
 
 
 def choose_offer(channel: str, targets: Iterable[TargetFile], current: Version) -> Offer | None:

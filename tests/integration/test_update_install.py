@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import email
+import gzip
 import hashlib
 import http.server
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -24,11 +27,11 @@ from pathlib import Path
 
 import pytest
 
-from appliance.cli import update_cmds
+from appliance.cli import release_cmds
 from appliance.cli.context import CliError
 from appliance.settings_store import load_effective
 from appliance.storage.db import open_database
-from appliance.update import bundle, commit, health, slots, state
+from appliance.update import bundle, commit, health, rootfs, slots, state
 from appliance.update.bootenv import BootEnv
 from appliance.update.install import InstallError, System, install
 from appliance.update.repository import ReleaseRepository
@@ -211,6 +214,63 @@ def test_tampered_root_image_leaves_no_bootable_entry(tmp_path: Path,
         install(bad, system)
     assert entry_names(system, "b") == []
     assert state.load(system.update_dir).last is not None
+
+
+def test_installed_slot_is_a_clean_filesystem_smaller_than_the_slot(
+        tmp_path: Path, bundles: dict[str, Path]) -> None:
+    """The bundle carries root-a's filesystem shrunk (bundle.py, rootfs.py): the slot keeps
+    an older release's bytes after it, and e2fsck, dumpe2fs and debugfs (what the kernel
+    reads: the superblock's block count) see the new release's filesystem."""
+    system = make_system(tmp_path, tmp_path / "data")
+    system.devices["b"].write_bytes(os.urandom(SLOT_SIZE))
+    install(bundles["0.2.0"], system)
+    manifest = bundle.read_manifest(bundles["0.2.0"])
+    assert manifest.root.size < SLOT_SIZE
+    slot = str(system.devices["b"])
+    env = update_image.ENV
+    checked = subprocess.run(["e2fsck", "-f", "-n", slot], capture_output=True, text=True,
+                             env=env, timeout=60, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    header = subprocess.run(["dumpe2fs", "-h", slot], capture_output=True, text=True,
+                            env=env, timeout=60, check=True).stdout
+    assert rootfs.parse_fs_size(header) == manifest.root.size
+    release = subprocess.run(["debugfs", "-R", "cat /etc/mailstead-release", slot],
+                             capture_output=True, text=True, env=env, timeout=60,
+                             check=True).stdout
+    assert release == "0.2.0\n"
+
+
+def _rewrite_root(source: Path, out: Path) -> Path:
+    """`source` with a byte in the middle of its root image flipped and re-gzipped, and the
+    manifest's entry for the member updated to match: only manifest.root still tells."""
+    with tarfile.open(source) as tar:
+        members = {info.name: tar.extractfile(info).read()          # type: ignore[union-attr]
+                   for info in tar}
+    root = bytearray(gzip.decompress(members[bundle.ROOT]))
+    root[len(root) // 2] ^= 0xFF
+    members[bundle.ROOT] = gzip.compress(bytes(root))
+    manifest = json.loads(members[bundle.MANIFEST])
+    manifest["files"][bundle.ROOT] = {"size": len(members[bundle.ROOT]),
+                                      "sha256": hashlib.sha256(members[bundle.ROOT]).hexdigest()}
+    members[bundle.MANIFEST] = json.dumps(manifest).encode()
+    with tarfile.open(out, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name in (bundle.MANIFEST, *bundle.PAYLOAD):
+            info = tarfile.TarInfo(name)
+            info.size = len(members[name])
+            tar.addfile(info, io.BytesIO(members[name]))
+    return out
+
+
+def test_root_that_inflates_to_other_bytes_is_refused_by_the_verify_on_disk(
+        tmp_path: Path, bundles: dict[str, Path]) -> None:
+    """The compressed member is not hashed at install (one SHA-256 pass over the root): the
+    hash of what the device holds against manifest.root is the check, before any entry."""
+    bad = _rewrite_root(bundles["0.2.0"], tmp_path / "bad.bundle")
+    system = make_system(tmp_path, tmp_path / "data")
+    with pytest.raises(InstallError, match="verify on disk failed"):
+        install(bad, system)
+    assert entry_names(system, "b") == []
+    assert not (system.esp / "root-b").exists()
 
 
 def test_small_device_is_refused(tmp_path: Path, bundles: dict[str, Path]) -> None:
@@ -420,17 +480,22 @@ def test_cli_install_status_and_commit(tmp_path: Path, bundles: dict[str, Path])
     assert "waits for its reboot" in done.stderr
 
 
-def test_release_build_command_makes_a_bundle_from_an_image(tmp_path: Path) -> None:
+def test_release_build_command_makes_a_bundle_from_an_image(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     image = update_image.make_image(tmp_path / "out", "1.4.0rc2")
     parser = argparse.ArgumentParser()
-    update_cmds.add_release_build(parser.add_subparsers())
-    args = parser.parse_args(["build", str(image), "--min-version", "1.3",
+    release_cmds.register(parser.add_subparsers())
+    args = parser.parse_args(["release", "build", str(image), "--min-version", "1.3",
                               "--out", str(tmp_path / "dist")])
     assert args.handler(args) == 0
     made = tmp_path / "dist" / "mailstead-1.4.0rc2-amd64.bundle"
     manifest = bundle.read_manifest(made)
     assert (manifest.version, manifest.min_version) == ("1.4.0rc2", "1.3")
-    odd = parser.parse_args(["build", str(tmp_path / "disk.img")])
+    said = capsys.readouterr().out.splitlines()
+    assert said[-1] == str(made)                       # scripts take the last line
+    mib = round(manifest.root.size / (1024 * 1024))
+    assert said[0] == f"root filesystem {mib} MiB (of the 6 MiB partition)"
+    odd = parser.parse_args(["release", "build", str(tmp_path / "disk.img")])
     with pytest.raises(CliError, match="give --version"):
         odd.handler(odd)
 

@@ -334,6 +334,49 @@ def test_endless_target_is_cut_off_at_its_signed_length(
     _refused("oversize", caplog)
 
 
+def test_short_target_is_refused_and_nothing_stays(
+        repo: ReleaseRepository, mirror: Mirror, client: UpdateClient, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    data = _publish(repo, tmp_path, "1.1")
+    offer = client.check("stable", "1.0")
+    assert offer is not None
+    stored = next((repo.targets_dir / "stable").iterdir())
+    mirror.overrides[f"/targets/stable/{stored.name}"] = data[:-1]   # right bytes, one short
+    downloads = tmp_path / "downloads"
+    with pytest.raises(UpdateRefused) as refused:
+        client.download(offer, downloads)
+    assert refused.value.reason == "tampered"
+    assert "length" in str(refused.value)
+    assert list(downloads.iterdir()) == []
+    _refused("tampered", caplog)
+
+
+def _bytes_written_by_this_thread() -> int:
+    """write(2) bytes of the calling thread (proc(5) /proc/thread-self/io `wchar`): the
+    download runs here, the mirror's sends in its own threads."""
+    for line in Path("/proc/thread-self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no wchar in /proc/thread-self/io")
+
+
+def test_download_is_written_to_disk_once(
+        repo: ReleaseRepository, mirror: Mirror, client: UpdateClient, tmp_path: Path) -> None:
+    data = _publish(repo, tmp_path, "1.1", content=os.urandom(8 * 1024 * 1024))
+    offer = client.check("stable", "1.0")
+    assert offer is not None
+    downloads = tmp_path / "downloads"
+    before = _bytes_written_by_this_thread()
+    path = client.download(offer, downloads)
+    written = _bytes_written_by_this_thread() - before
+    assert path.read_bytes() == data
+    assert sorted(p.name for p in downloads.iterdir()) == [path.name]
+    # one copy (plus a TLS request); a spool file copied to the destination writes 2x
+    assert len(data) <= written < len(data) + 64 * 1024
+    assert [r for r in mirror.requests if r.startswith("/targets/")] == [
+        f"/targets/stable/{offer.sha256}.mailstead-1.1-amd64.bundle"]   # consistent snapshot
+
+
 def test_endless_timestamp_is_cut_off(
         mirror: Mirror, client: UpdateClient, caplog: pytest.LogCaptureFixture) -> None:
     mirror.overrides["/metadata/timestamp.json"] = ENDLESS
