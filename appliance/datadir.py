@@ -1,6 +1,15 @@
 """The data directory's layout (DESIGN.md "Data"): create it, its TLS material and database.
 
 Run at every start; each step is idempotent, so a second start reuses what is there.
+
+The directory is set-group-ID and mailstead.db group read-write (`DATA_DIR_MODE`,
+`storage.db.DB_MODE`): on the appliance the updater's and the firewall's units run as root
+without CAP_CHOWN and read mailstead.db. When such a reader is the first to open the
+database, SQLite creates its -shm (and -wal) file as root with the database's mode and
+cannot give it to the database's owner (its fchown needs CAP_CHOWN); with the group
+inherited from this directory and the mode 0660 copied from the database, the mail user
+can still open them. Without this, a root health check that opened the database before the
+engine made the engine fail with "unable to open database file" until the file went.
 """
 
 from __future__ import annotations
@@ -14,12 +23,15 @@ from appliance.storage.db import open_database
 from appliance.tls.certs import make_self_signed
 
 SUBDIRECTORIES = ("mail", "queue", "archive", "tls", "dkim")
+DATA_DIR_MODE = 0o2700     # setgid: files made here by root get the data owner's group
 
 
 def prepare(settings: Settings) -> Path:
     """Create the data directory tree, a self-signed certificate if none, and migrate the db."""
     data_dir = settings.data_dir
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if data_dir.stat().st_uid == os.geteuid():
+        os.chmod(data_dir, DATA_DIR_MODE)
     for name in SUBDIRECTORIES:
         (data_dir / name).mkdir(mode=0o700, exist_ok=True)
     cert, key = settings.data_path("tls.cert_file"), settings.data_path("tls.key_file")

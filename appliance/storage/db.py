@@ -17,6 +17,7 @@ stops depending on the old shape, so the release before it is never refused.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 
 DB_NAME = "mailstead.db"
+DB_MODE = 0o660          # group read-write: see appliance/datadir.py
 _READABLE_BY = re.compile(r"^--\s*readable-by:\s*(\d+)\s*$", re.MULTILINE)
 
 
@@ -38,8 +40,14 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the database with WAL, foreign keys and a busy timeout."""
+    """Open (creating if needed) the database with WAL, foreign keys and a busy timeout.
+    A database this process owns is made group read-write (`DB_MODE`; SQLite gives its
+    -wal and -shm files the same mode: see appliance/datadir.py for why)."""
     conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+    with contextlib.suppress(FileNotFoundError):      # ":memory:" and the like
+        info = path.stat()
+        if info.st_uid == os.geteuid() and info.st_mode & 0o777 != DB_MODE:
+            os.chmod(path, DB_MODE)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")

@@ -12,7 +12,7 @@ D=/var/lib/mailstead
 umask 022
 chown root:root "$D"
 chmod 0755 "$D"
-install -d -m 0700 -o mailstead -g mailstead "$D/data"
+install -d -m 2700 -o mailstead -g mailstead "$D/data"   # setgid: appliance/datadir.py
 install -d -m 0755 -o root -g root "$D/.system"
 install -d -m 0700 -o root -g root "$D/.system/ssh"
 install -d -m 0755 -o root -g root "$D/.system/ssh/authorized_keys"
