@@ -14,6 +14,7 @@ engine made the engine fail with "unable to open database file" until the file w
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -30,8 +31,12 @@ def prepare(settings: Settings) -> Path:
     """Create the data directory tree, a self-signed certificate if none, and migrate the db."""
     data_dir = settings.data_dir
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if data_dir.stat().st_uid == os.geteuid():
-        os.chmod(data_dir, DATA_DIR_MODE)
+    info = data_dir.stat()
+    if info.st_uid == os.geteuid() and info.st_mode & 0o7777 != DATA_DIR_MODE:
+        try:        # the appliance's first boot makes it so; a sandbox may forbid setgid
+            os.chmod(data_dir, DATA_DIR_MODE)
+        except PermissionError:
+            log.event("datadir.setgid_refused", logging.WARNING, path=str(data_dir))
     for name in SUBDIRECTORIES:
         (data_dir / name).mkdir(mode=0o700, exist_ok=True)
     cert, key = settings.data_path("tls.cert_file"), settings.data_path("tls.key_file")
