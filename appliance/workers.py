@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
 import select
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from appliance.core import log
 from appliance.engine import Role, run_engine
@@ -41,6 +42,28 @@ FIRST_PAUSE, MAX_PAUSE = 0.5, 30.0
 YOUNG = 60.0              # a worker that dies younger than this counts as failing
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 _FORK_BLOCKED = _STOP_SIGNALS | {RESTART_SIGNAL}
+_T = TypeVar("_T")
+
+
+def loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop `engine.event_loop` names. uvloop by default: the engine's small IMAP
+    commands are mostly loop overhead, and it takes about a fifth off a NOOP's CPU
+    (tests/bench/README.md, issue 4 fifth pass); "asyncio" is the fallback."""
+    if settings.get_str("engine.event_loop") != "uvloop":
+        return asyncio.new_event_loop
+    try:    # imported only when chosen: the fallback must work without it
+        uvloop = importlib.import_module("uvloop")
+    except ImportError as exc:
+        raise RuntimeError("engine.event_loop is 'uvloop' but the uvloop package is not "
+                           "installed; set it to 'asyncio'") from exc
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def run_loop(settings: Settings, main: Coroutine[Any, Any, _T]) -> _T:
+    """asyncio.run(main) on the loop the settings choose."""
+    with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
+        return runner.run(main)
 
 
 def worker_count(settings: Settings) -> int:
@@ -67,7 +90,7 @@ def run(settings: Settings) -> int:
     restart request, re-execute this process (engine_restart.py) instead of returning."""
     count = worker_count(settings)
     if count == 1:
-        if asyncio.run(run_engine(settings)):
+        if run_loop(settings, run_engine(settings)):
             reexec()
         return 0
     supervisor = Supervisor(settings, count)
@@ -205,7 +228,7 @@ def _child(settings: Settings, slot: int, ready_fd: int, orphan_grace: float,
                 ready=ready, supervisor=os.getppid(), slot=slot)
     code = 0
     try:
-        asyncio.run(run_engine(settings, role))
+        run_loop(settings, run_engine(settings, role))
     except BaseException as exc:   # whatever it was: logged here, the supervisor decides
         log.error("engine.worker_failed", exc, slot=slot)
         code = 1

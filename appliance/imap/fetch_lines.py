@@ -25,7 +25,7 @@ INDEX_BATCH = 1024          # index-only FETCH lines per yielded chunk (well und
 
 
 def whole_messages(session: ImapSession, seqs: list[int],
-                   attributes: Sequence[FetchAttribute], names: list[bytes | None],
+                   attributes: Sequence[FetchAttribute], names: Sequence[bytes | None],
                    uid: bool, include_modseq: bool, tag: str) -> Iterator[bytes]:
     """FETCH of whole messages (BODY.PEEK[], a client downloading mail): each file read
     once, its text sent as it is read (no parse, no copy per item), batches of about

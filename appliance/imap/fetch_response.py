@@ -61,11 +61,32 @@ def needs_content(attributes: Sequence[FetchAttribute]) -> bool:
     return any(a.kind not in _INDEX_ONLY for a in attributes)
 
 
-def whole_message_names(attributes: Sequence[FetchAttribute]) -> list[bytes | None] | None:
+# `whole_message_names` per parsed item list: FETCH parses each item text once and shares
+# the frozen tuple (`commands.messages._ITEMS`), so a client asking `(BODY.PEEK[])` for each
+# message finds its answer here by identity. Bounded; emptied when full.
+_NAMES: dict[int, tuple[tuple[FetchAttribute, ...], tuple[bytes | None, ...] | None]] = {}
+_NAMES_MAX = 256
+
+
+def whole_message_names(attributes: Sequence[FetchAttribute]
+                        ) -> tuple[bytes | None, ...] | None:
     """For a FETCH that needs no more of a message than its whole text (BODY[], BODY.PEEK[],
     RFC822 besides index items, what clients ask to download mail): per item, the start of
     its response (`BODY[] {`) or None for an index item. None when some item needs more
     (a section, a partial, a parse), which `fetch_line` answers."""
+    known = _NAMES.get(id(attributes))
+    if known is not None and known[0] is attributes:
+        return known[1]
+    names = _whole_message_names(attributes)
+    if isinstance(attributes, tuple):       # immutable: kept (with it, so its id stays)
+        if len(_NAMES) >= _NAMES_MAX:
+            _NAMES.clear()
+        _NAMES[id(attributes)] = (attributes, names)
+    return names
+
+
+def _whole_message_names(attributes: Sequence[FetchAttribute]
+                         ) -> tuple[bytes | None, ...] | None:
     names: list[bytes | None] = []
     for attribute in attributes:
         kind, section = attribute.kind, attribute.section
@@ -77,7 +98,7 @@ def whole_message_names(attributes: Sequence[FetchAttribute]) -> list[bytes | No
             names.append(attribute.response_name().encode() + b" {")
         else:
             return None
-    return names
+    return tuple(names)
 
 
 def whole_message_pieces(seq: int, meta: MessageMeta, attributes: Sequence[FetchAttribute],

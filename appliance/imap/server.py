@@ -296,6 +296,9 @@ class ImapConnection(StreamConnection):
 
     def note_status(self, tag: str | None, tail: bytes) -> None:
         """Count a BAD tagged answer (in `tail`, the end of the output); too many → BYE."""
+        if b" BAD " not in tail:        # most answers: no need to find the last line
+            self._bad = 0
+            return
         prefix = f"{tag or '*'} BAD ".encode()
         last = tail.rstrip(b"\r\n").rsplit(b"\r\n", 1)[-1]
         self._bad = self._bad + 1 if last.startswith(prefix) else 0

@@ -10,14 +10,16 @@ on the loop when it is safe to:
   message (`eligible`): NOOP, CHECK, CAPABILITY, and FETCH of index items (FLAGS, UID,
   RFC822.SIZE, INTERNALDATE, MODSEQ) or of whole messages (BODY.PEEK[], or BODY[] in a
   read-only folder), without VANISHED;
-- the account's store lock is free right now, and is taken without waiting for each step
-  of the command (`StoreLock`): every store call takes it, and the loop must never wait for
-  it (a STORE's deferred flag renames, a POP3 session, the junk trainer hold it in their own
-  threads); before trying, no other IMAP command of the account may be in a worker thread
+- the account's store lock is free right now, and is taken without waiting (`StoreLock`)
+  for the check below and the command's output made on the loop after it, up to the
+  budget: every store call takes it, and the loop must never wait for it (a STORE's
+  deferred flag renames, a POP3 session, the junk trainer hold it in their own threads);
+  before trying, no other IMAP command of the account may be in a worker thread
   (`ThreadJobs`), which would most likely hold it;
 - the folder has not changed since the token taken before the last command that ran in a
   thread (`AccountMail.changed`, the check IDLE uses): the sync that every command ends with
-  then takes the store's no-change path (two stats and a pragma) instead of a reconciliation.
+  then takes the store's no-change path, reusing that check (same hold of the lock) instead
+  of two more stats and a pragma, and no reconciliation.
 
 The bounds: a command runs on the loop for at most `INLINE_BUDGET` seconds, checked between
 the chunks of its output (the FETCH generators yield every ~64 KiB of message text or 1,024

@@ -210,13 +210,15 @@ class PlanRunner:
         None when answered; else what the task must do (`Planned`, or `Begun` for the rest
         of an answer). SessionEndedError when the answer ended the connection."""
         plan = self.session.plan(received)
-        if not isinstance(plan, plans.Run) or not self._inline_allowed(plan.command):
+        lock = self._inline_lock(plan.command) if isinstance(plan, plans.Run) else None
+        if lock is None:
             return Planned(received, plan)
+        assert isinstance(plan, plans.Run)
         command, out, running = plan.command, _Output(), _Running()
         self.conn.config.thread_jobs.direct += 1
         try:
             running.start(iter(self.session.run(command)))
-            done = self._inline_now(running, out)
+            done = self._inline_now(running, out, lock)
         except SessionEndedError:
             raise
         except Exception as exc:
@@ -240,9 +242,10 @@ class PlanRunner:
         out, running = (begun.out, begun.running) if begun else (_Output(), _Running())
         try:
             done = False
-            if begun is None and self._inline_allowed(command):
+            lock = self._inline_lock(command) if begun is None else None
+            if lock is not None:
                 running.start(iter(self.session.run(command)))
-                done = await self._inline(running, out)
+                done = await self._inline(running, out, lock)
             elif begun is not None and running.paused:
                 done = await self._inline(running, out)
             if not done:
@@ -272,25 +275,31 @@ class PlanRunner:
         if out.total >= TRIM_AFTER:       # megabytes went through the heap: give them back
             trim_after_burst(conn.config.executor)
 
-    def _inline_allowed(self, command: ImapCommand) -> bool:
+    def _inline_lock(self, command: ImapCommand) -> inline.StoreLock | None:
+        """The account's store lock, held, when `server_inline` lets `command` run on the
+        loop now; else None. The first pull of the command's output is made in this hold
+        (`_inline_now`), so the sync that ends a small command reuses the change check just
+        made here (`AccountMail.try_lock`) instead of looking again."""
         conn = self.conn
         if not (inline.eligible(self.session, command) and not conn.write_paused
                 and conn.config.thread_jobs.idle(conn.account)):
-            return False
+            return None
         lock = inline.StoreLock(self.session.account)
         if not lock.take():
-            return False
-        try:
-            return inline.unchanged(self.session, self._token)
-        finally:
+            return None
+        if not inline.unchanged(self.session, self._token):     # never raises
             lock.give()
+            return None
+        return lock
 
-    async def _inline(self, running: _Running, out: _Output) -> bool:
+    async def _inline(self, running: _Running, out: _Output,
+                      held: inline.StoreLock | None = None) -> bool:
         """`_inline_now` from the connection's task, waiting for the socket to drain when it
         asks for a pause (meanwhile other connections run); a client pipelining commands
         answered on the loop gives the others their turn after `INLINE_SLICE`."""
         conn, loop = self.conn, asyncio.get_running_loop()
-        while not self._inline_now(running, out):
+        while not self._inline_now(running, out, held):
+            held = None
             if not running.paused:
                 return False
             await conn.write_all(())
@@ -299,42 +308,48 @@ class PlanRunner:
             conn.slice_start = loop.time()
         return True
 
-    def _inline_now(self, running: _Running, out: _Output) -> bool:
+    def _inline_now(self, running: _Running, out: _Output,
+                    held: inline.StoreLock | None = None) -> bool:
         """Drive the core's output on the loop, writing it as it comes (the client reads
         while the rest is made); False when the socket asked for a pause (`running.paused`:
         go on once it drained), or the budget is spent or a thread may hold the account's
-        lock: the rest is for a worker thread."""
+        lock: the rest is for a worker thread. `held`: the lock `_inline_lock` has just
+        taken (its checks made then).
+
+        The account's lock is held from the first pull to the return, at most the budget
+        and one chunk: other threads wait that long for it, and no IMAP thread job of the
+        account can start meanwhile (only the loop starts them), so `ThreadJobs` is asked
+        once, and the command's closing sync can reuse the change check `_inline_lock`
+        made (`AccountMail.try_lock`)."""
         conn, chunks = self.conn, running.chunks
         assert chunks is not None
-        loop, jobs, account = asyncio.get_running_loop(), conn.config.thread_jobs, conn.account
-        lock = inline.StoreLock(self.session.account)
-        deadline = running.deadline
+        loop, deadline = asyncio.get_running_loop(), running.deadline
         running.paused = False
+        lock = held
+        if lock is None:
+            lock = inline.StoreLock(self.session.account)
+            if (loop.time() >= deadline or not conn.config.thread_jobs.idle(conn.account)
+                    or not lock.take()):
+                return False
         pending: list[bytes] = []
         size = 0
-        while True:
-            if loop.time() >= deadline:
-                out.write_now(conn, pending)
-                return False
-            if not jobs.idle(account) or not lock.take():
-                out.write_now(conn, pending)
-                return False
-            try:
-                chunk = next(chunks, None)
-            finally:
-                lock.give()
-            if chunk is None:
-                break
-            pending.append(chunk)
-            size += len(chunk)
-            if size >= COALESCE:
-                out.write_now(conn, pending)
-                pending, size = [], 0
-                if conn.write_paused:
-                    running.paused = True
+        try:
+            while (chunk := next(chunks, None)) is not None:
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= COALESCE:
+                    out.write_now(conn, pending)
+                    pending, size = [], 0
+                    if conn.write_paused:
+                        running.paused = True
+                        return False
+                if loop.time() >= deadline:
+                    out.write_now(conn, pending)
                     return False
-        out.write_now(conn, pending)
-        return True
+            out.write_now(conn, pending)
+            return True
+        finally:
+            lock.give()
 
     async def _threaded(self, command: ImapCommand, running: _Running, out: _Output) -> None:
         """Write the core's output batch by batch, each after the socket drained, so one

@@ -22,6 +22,8 @@ from appliance.imap.state import State
 from appliance.storage.mailbox_api import AccountMail, MailStores
 
 _NONE_ENABLED: frozenset[str] = frozenset()     # shared: an empty set costs 216 B
+# The two parse contexts (frozen), shared rather than made for every command.
+_PLAIN_CONTEXT, _UTF8_CONTEXT = ParseContext(utf8=False), ParseContext(utf8=True)
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class ImapSession:
 
     @property
     def parse_context(self) -> ParseContext:
-        return ParseContext(utf8=self.utf8)
+        return _UTF8_CONTEXT if self.utf8 else _PLAIN_CONTEXT
 
     @property
     def utf8(self) -> bool:

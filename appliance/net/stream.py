@@ -10,7 +10,7 @@ import asyncio
 import ipaddress
 import ssl
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from appliance.core import log
 from appliance.smtp.connections import ConnectionTracker, Listener
@@ -66,9 +66,9 @@ class StreamConnection(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        peer = transport.get_extra_info("peername")
+        # A cast, not an isinstance check: uvloop's transports do not subclass asyncio's.
+        self._transport = cast(asyncio.Transport, transport)
+        peer = self._transport.get_extra_info("peername")
         self.client_ip = str(peer[0]) if isinstance(peer, tuple) else "unknown"
         refusal = self._tracker.admit(self, self.client_ip)
         if refusal is not None:

@@ -40,8 +40,16 @@ async def listen_for_wakes(path: Path, wake: Callable[[], None]) -> asyncio.Data
     """Bind the wake socket (replacing a stale one) and call `wake` for every datagram."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+    # A bound socket handed over (not local_addr=path): uvloop takes only (host, port)
+    # tuples as local_addr, the stock loop both.
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.bind(str(path))
+        os.chmod(path, 0o600)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
-        lambda: _WakeProtocol(wake), local_addr=str(path), family=socket.AF_UNIX)
-    os.chmod(path, 0o600)
+    transport, _ = await loop.create_datagram_endpoint(lambda: _WakeProtocol(wake), sock=sock)
     return transport

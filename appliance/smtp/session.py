@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import warnings
 from collections.abc import Iterator
-from typing import Any, AnyStr
+from typing import Any, AnyStr, cast
 
 from aiosmtpd.smtp import Envelope, syntax
 
@@ -85,6 +85,16 @@ class MailsteadSMTP(DsnCommands, MessageTransfer):
         if first:
             self._counted = True
             self._refusal = self._tracker.admit(self, _peer_ip(transport))
+            if self._handler_coroutine is not None:
+                self._handler_coroutine.add_done_callback(self._handler_done)
+
+    def _handler_done(self, task: asyncio.Task[None]) -> None:
+        # aiosmtpd's eof_received cancels the handler and leaves the transport half-open
+        # for the handler to close. A handler cancelled before its first step never does:
+        # under uvloop the accept, the client's data and its EOF can all be handled in one
+        # loop iteration. Close here, or the connection (and its slot) would live on.
+        if task.cancelled():
+            self.close_transport()
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted:
@@ -210,5 +220,6 @@ def _peer_ip(transport: asyncio.BaseTransport) -> str:
 
 def _send_line(transport: asyncio.BaseTransport | None, line: str) -> None:
     """Write one reply line straight to the transport (used where no coroutine can run)."""
-    if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
-        transport.write(line.encode() + b"\r\n")
+    # Duck-typed: uvloop's transports write but do not subclass asyncio.WriteTransport.
+    if transport is not None and hasattr(transport, "write") and not transport.is_closing():
+        cast(asyncio.WriteTransport, transport).write(line.encode() + b"\r\n")

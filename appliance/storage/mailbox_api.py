@@ -297,7 +297,10 @@ class AccountMail(Protocol):
         it is free right now: True when taken (give it back with `unlock`), False at once
         otherwise; never waits. For an event loop that may run a store call itself only
         when it cannot block (imap/server_inline.py). The holder's own calls go on
-        working (the lock is re-entrant); other threads' calls wait for `unlock`."""
+        working (the lock is re-entrant); other threads' calls wait for `unlock`.
+        Within one such hold, a `sync` may take the `changed` check made just before for
+        the same folder instead of looking again (once; any write of ours drops it): a
+        change from outside landing in between is seen by the next look."""
         ...
 
     def unlock(self) -> None:

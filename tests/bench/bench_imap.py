@@ -1,7 +1,7 @@
 """IMAP on a 10,000-message mailbox: the Mailstead engine beside Dovecot, same Maildir copies.
 
     python tests/bench/bench_imap.py [--messages 10000] [--rounds 5] [--idle 1000]
-        [--only mailstead|dovecot] [--keep]
+        [--only mailstead|dovecot] [--keep] [--event-loop uvloop|asyncio]
 
 Both servers get identical copies of one generated Maildir (LF line ends, Dovecot's
 `,S=,W=` names, 70 % seen) and run side by side. Each side is first warmed (SELECT and
@@ -277,8 +277,8 @@ def measure_idle(side: Side, count: int) -> None:
 # -- the two servers -------------------------------------------------------------------------
 
 @contextmanager
-def mailstead_side(workdir: Path, source: Path) -> Iterator[Side]:
-    engine = EngineProcess(workdir / "engine", log__level="info",
+def mailstead_side(workdir: Path, source: Path, event_loop: str = "uvloop") -> Iterator[Side]:
+    engine = EngineProcess(workdir / "engine", log__level="info", engine__event_loop=event_loop,
                            limits__max_connections=5000,
                            limits__max_connections_per_ip=5000, imap__max_connections=5000,
                            imap__max_connections_per_ip=5000,
@@ -353,6 +353,8 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=1000)
     parser.add_argument("--only", choices=("mailstead", "dovecot"))
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="the engine's `engine.event_loop`")
     parser.add_argument("--dovecot-fsync", choices=("optimized", "always"), default="optimized",
                         help="Dovecot's mail_fsync: its default, or `always` (every change "
                              "fsync'ed before OK, the guarantee Mailstead always gives)")
@@ -366,7 +368,8 @@ def main() -> None:
         sides: list[Side] = []
         with ExitStack() as stack:
             if args.only != "dovecot":
-                sides.append(stack.enter_context(mailstead_side(workdir, source)))
+                sides.append(stack.enter_context(mailstead_side(workdir, source,
+                                                                 args.event_loop)))
             if args.only != "mailstead":
                 sides.append(stack.enter_context(dovecot_side(workdir, source,
                                                               args.dovecot_fsync)))

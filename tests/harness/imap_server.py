@@ -5,9 +5,10 @@ the settings allow and watch the server's own log."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -73,3 +74,15 @@ class InProcessImap:
         self.guard.close()
         self.stores.close()
         self.executor.shutdown()
+
+
+@contextlib.contextmanager
+def serving(data_dir: Path, **options: Any) -> Iterator[InProcessImap]:
+    """An InProcessImap for the length of a `with` (a test's fixture), stopped at the end
+    unless the test stopped it."""
+    running = InProcessImap(data_dir, **options)
+    try:
+        yield running
+    finally:
+        if running.loop.is_running():
+            running.stop()

@@ -19,17 +19,13 @@ from appliance.imap import responses as r
 from appliance.imap.server_plans import BYE_AUTOLOGOUT
 from harness.engine import loopback_context
 from harness.imap import ImapWire
-from harness.imap_server import ADDRESS, AUTOLOGOUT, InProcessImap
+from harness.imap_server import ADDRESS, AUTOLOGOUT, InProcessImap, serving
 
 
 @pytest.fixture
 def imap(tmp_path: Path) -> Iterator[InProcessImap]:
-    running = InProcessImap(tmp_path / "data", autologout=30.0)
-    try:
+    with serving(tmp_path / "data", autologout=30.0) as running:
         yield running
-    finally:
-        if running.loop.is_running():
-            running.stop()
 
 
 def _message(n: int, size: int = 200) -> bytes:

@@ -46,10 +46,11 @@ from appliance.storage.maildir import (
     writes,
 )
 from appliance.storage.maildir import flags as names
-from appliance.storage.maildir.folders import normalise
+from appliance.storage.maildir.folders import folder_path, normalise
 from appliance.storage.maildir.index import data_version, open_index, write
 from appliance.storage.maildir.sync import (
     FolderState,
+    Stamp,
     own_change_stamp,
     reconcile,
     refresh,
@@ -81,6 +82,10 @@ class MaildirAccount(folder_ops.FolderOps, renames.RenameSteps):
         self._lock = threading.RLock()
         self._listeners: list[JunkListener] = []
         self._generation = 0       # bumped by every change made through this object
+        # The check `changed` made for a folder during a `try_lock` hold: (thread, folder,
+        # stamp, data_version), for that hold's sync to use instead of looking again.
+        self._checked: tuple[int, str, Stamp, int] | None = None
+        self._try_holder: int | None = None     # the thread holding the lock by try_lock
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         conn, _fresh = open_index(root)
         super().__init__(root, conn)
@@ -111,6 +116,7 @@ class MaildirAccount(folder_ops.FolderOps, renames.RenameSteps):
     def _settle(self) -> frozenset[str]:
         """Inside a write transaction: `intents.settle`; base names a reconciliation must
         leave alone."""
+        self._checked = None
         in_flight, undone = intents.settle(self._conn, self._root, self._guard, self._own)
         if undone:
             for state in self._states.values():
@@ -121,9 +127,13 @@ class MaildirAccount(folder_ops.FolderOps, renames.RenameSteps):
         self._listeners.append(listener)
 
     def try_lock(self) -> bool:
-        return self._lock.acquire(blocking=False)
+        if not self._lock.acquire(blocking=False):
+            return False
+        self._try_holder = threading.get_ident()
+        return True
 
     def unlock(self) -> None:
+        self._checked = self._try_holder = None  # a check is reused only within one hold
         self._lock.release()
 
     def exclusive(self, purpose: str) -> AbstractContextManager[None]:
@@ -152,12 +162,20 @@ class MaildirAccount(folder_ops.FolderOps, renames.RenameSteps):
     def _synced(self, name: str) -> FolderState:
         """The folder's state, brought up to date with the index and the disk."""
         state = self._state(name)
-        try:
-            stamp = stamp_of(state.path)
-        except FileNotFoundError:
-            self._states.pop(state.name, None)
-            raise NoSuchFolderError(f"no folder {name}") from None
-        version = data_version(self._conn)
+        checked, self._checked = self._checked, None
+        if checked is not None and checked[:2] == (threading.get_ident(), state.name):
+            # `changed` looked a moment ago in this hold of the lock (the IMAP direct
+            # path: its check, then the command): nothing of ours ran since, and a change
+            # from outside landing in between is the next command's, as one landing
+            # just after this sync would be (RFC 9051 7: updates come with a response).
+            stamp, version = checked[2], checked[3]
+        else:
+            try:
+                stamp = stamp_of(state.path)
+            except FileNotFoundError:
+                self._states.pop(state.name, None)
+                raise NoSuchFolderError(f"no folder {name}") from None
+            version = data_version(self._conn)
         if state.stamp == stamp and state.data_version == version:
             return state                                   # the fast path: nothing changed
         if state.stamp == stamp:
@@ -201,6 +219,7 @@ class MaildirAccount(folder_ops.FolderOps, renames.RenameSteps):
         it, so keep a stamp the next sync can trust (`sync.own_change_stamp`; None when the
         one from `_for_write` was not trusted) instead of listing again; and tell IDLE.
         A flag STORE changes no file (`files_changed` False): its renames come later."""
+        self._checked = None
         for state in {id(state): state for state in states}.values():   # source may be goal
             if files_changed:
                 state.stamp = own_change_stamp(state.path, state.stamp)
@@ -220,11 +239,17 @@ class MaildirAccount(folder_ops.FolderOps, renames.RenameSteps):
 
     def changed(self, name: str, since: object) -> tuple[bool, object]:
         with self._lock:
-            path = self._path_of(name)
+            normal = normalise(name)
             try:
-                token = (stamp_of(path), data_version(self._conn), self._generation)
+                token = (stamp_of(folder_path(self._root, normal)), data_version(self._conn),
+                         self._generation)
             except FileNotFoundError:
                 raise NoSuchFolderError(f"no folder {name}") from None
+            # Kept for a sync in the same `try_lock` hold (cleared by `unlock`, by our own
+            # changes and by the sync that takes it); a plain call keeps nothing.
+            me = threading.get_ident()
+            self._checked = ((me, normal, token[0], token[1])
+                             if self._try_holder == me else None)
         return token != since, token
 
     def status(self, name: str) -> FolderStatus:
