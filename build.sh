@@ -140,7 +140,7 @@ cmd_test() {
     return "$status"
 }
 
-IMAGE_TEST_DEBS=(qemu-system-x86 qemu-utils ovmf e2fsprogs fdisk mtools)   # TCG boot under UEFI; debugfs, sfdisk for the probe; mtools: --update reads the ESP and bundles N+1, N+2
+IMAGE_TEST_DEBS=(qemu-system-x86 qemu-utils ovmf e2fsprogs fdisk mtools openssh-client)   # TCG boot under UEFI; debugfs, sfdisk for the probe; mtools: --update reads the ESP and bundles N+1, N+2; ssh and ssh-keygen for the SSH checks
 
 cmd_image() {
     # The whole build is image/build-image.sh (it installs its own tools with apt).

@@ -97,6 +97,7 @@ _client_networks = _owned_by("appliance.checks.ratelimit_clients:parse_networks"
 _domain_list = _owned_by("appliance.checks.authentication:parse_sealers")
 _admin_address = _owned_by("appliance.hardware.rules.base:parse_admin_address")
 _update_window = _owned_by("appliance.update.window:parse_window")
+_ssh_keys = _owned_by("appliance.net.ssh_access:parse_keys")
 
 
 def _ip_version(version: int) -> Callable[[str], object]:
@@ -714,6 +715,18 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("monitor", "history_days", int, 400,
             "Days of temperature, space and sector-count history kept for charts and trend "
             "rules.", 2, 3650),
+    # -- ssh: key-only SSH from the LAN, off by default (appliance/net/ssh_access.py) -----
+    Setting("ssh", "enabled", bool, False,
+            "Run the SSH server (root logins with the keys below only; no passwords; the "
+            "firewall lets only console.allowed_networks reach port 22). Applied by "
+            "`mailstead ssh apply` within seconds of a change, and at every boot."),
+    Setting("ssh", "authorized_keys", str, "",
+            "Public keys allowed to log in as root, one OpenSSH authorized_keys line each "
+            "(`TYPE KEY [COMMENT]`, no options): ssh-ed25519, ecdsa-sha2-nistp256/384/521, "
+            "their FIDO (sk-) forms, or ssh-rsa of at least 3072 bits; at most 20. SSH "
+            "stays off while this is empty.",
+            optional=True, validate=_ssh_keys,
+            accepted_text="OpenSSH public key lines (at most 20), or empty"),
     # -- firmware hooks (appliance/update/hooks.py, firmware-hooks/README.md) -------------
     Setting("hooks", "image_dir", str, "/usr/lib/mailstead/firmware-hooks",
             "The image's hook directory: `<stage>.d/` folders of executables run at each "
@@ -794,7 +807,10 @@ _CONSOLE_KEYS = frozenset({"server.hostname", "server.timezone", "log.level",
                            # where and when updates come from: every release is still
                            # verified against the root of trust in the image (a wrong URL
                            # can stop updates, never install one), so the admin sets them
-                           "update.url", "update.channel", "update.maintenance_window"})
+                           "update.url", "update.channel", "update.maintenance_window",
+                           # SSH for the admin: off until switched on, keys only, from the
+                           # LAN only (the firewall's lan_ports)
+                           "ssh.enabled", "ssh.authorized_keys"})
 # Boot-level (mailstead.toml only), besides every path and the sections not named above:
 # what must be known before mailstead.db can be read or binds the box to its machine
 # (paths, listen, tls files, dev_mode, log file, engine processes); capacity tuned to the

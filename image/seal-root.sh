@@ -25,7 +25,7 @@ systemctl enable --quiet systemd-networkd.service systemd-networkd-wait-online.s
 systemctl enable --quiet mailstead-update-commit.service mailstead-update.timer \
     mailstead-update-request.path
 # the admin's LAN (console.allowed_networks) into the firewall's sets, at boot and on change
-systemctl enable --quiet mailstead-firewall.service mailstead-firewall.path
+systemctl enable --quiet mailstead-firewall.service mailstead-firewall.path mailstead-ssh.service mailstead-ssh.path
 # SSH stays off until the admin enables it in the console
 systemctl disable ssh.service >/dev/null 2>&1 || true
 systemctl mask ssh.socket >/dev/null 2>&1 || true

@@ -21,6 +21,7 @@ from appliance.cli import (
     report_cmds,
     run_cmds,
     spam_cmds,
+    ssh_cmds,
     tls_cmds,
     update_cmds,
 )
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     monitor_cmds.register(commands)
     tls_cmds.register(commands)
     firewall_cmds.register(commands)
+    ssh_cmds.register(commands)
     update_cmds.register(commands)
     release_cmds.register(commands)
     return parser

@@ -78,8 +78,10 @@ def test_unit_is_sandboxed(unit: Path) -> None:
 # The units that must run as root, and why: the updater writes the free root slot's block
 # device and the ESP; the commit step renames loader entries on the ESP; the console's
 # requests (check, install, reboot, roll back) are acted on by the updater; the firewall
-# unit loads the admin's LAN into nft (CAP_NET_ADMIN).
+# unit loads the admin's LAN into nft (CAP_NET_ADMIN); the SSH unit writes root's
+# authorized_keys and starts or stops sshd.
 ROOT_UNITS = {"mailstead-firewall.service", "mailstead-firstboot.service",
+              "mailstead-ssh.service",
               "mailstead-update.service", "mailstead-update-commit.service",
               "mailstead-update-request.service"}
 

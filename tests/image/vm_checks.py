@@ -11,7 +11,8 @@ test copy with debugfs (the shipped image has neither); it reports on the second
 port. From the host, after the setup code: the rest of the wizard and the admin pages
 (console_driver.py), then, once the probe has restarted the engine with that set-up, mail
 over SMTP, submission 587 and 465 with AUTH, read back over IMAPS, calendars and contacts
-over CalDAV/CardDAV (dav_checks.py), and finally the RAID
+over CalDAV/CardDAV (dav_checks.py), root over SSH with the key the console took
+(ssh_checks.py), and finally the RAID
 and NVMe alert mails in postmaster's INBOX (mail_checks.py).
 
 With --update, the same guest then updates itself to a version N+1 published on a test TUF
@@ -59,6 +60,7 @@ from mail_checks import (
     send_mx,
     send_submission,
 )
+from ssh_checks import enable_ssh, make_key, no_sshd, ssh_checks
 from update_checks import Mail, ProbeReader, run_update_checks
 from update_rig import UpdateRig
 
@@ -71,7 +73,7 @@ CODE_LINE = re.compile(rb"Mailstead setup code: ([A-Za-z0-9-]+)")
 # (the firewall's lan4), so 443 is the LAN's whole console here; port 80 (the public web
 # listener's plain HTTP) is the same for the LAN and the internet.
 GUEST_PORTS = {"smtp": 25, "submission": 587, "submissions": 465, "imaps": 993,
-               "console": 443, "closed": 8081, "web": 80, "dav": 5232}
+               "console": 443, "closed": 8081, "web": 80, "dav": 5232, "ssh": 22}
 BOOT_BUDGET = 300.0          # seconds from qemu start to the setup code on the console
 PROBE_BUDGET = 1500.0        # seconds for the in-guest checks after boot (incl. set-up)
 ALERT_MAIL_BUDGET = 240.0    # seconds for the RAID alert mail after the probe saw the alert
@@ -312,8 +314,20 @@ def run_checks(guest: Guest, results: Results) -> Site | None:
     banner_checks(guest, results)
     site = Site()
     set_up(console, site, results)
-    in_guest_checks(guest, site, results)
+    key = ssh_set_up(guest, console, results)
+    in_guest_checks(guest, site, results, key)
     return site
+
+
+def ssh_set_up(guest: Guest, console: Console, results: Results) -> Path | None:
+    """SSH is off after the first boot; the admin enables it in the console with a key."""
+    results.check("SSH: no server before the admin enables it",
+                  lambda: no_sshd(guest.ports["ssh"]))
+    key, public = make_key(guest.work)
+    before = len(results.failed)
+    results.check("console admin: SSH enabled with an ed25519 key (settings page)",
+                  lambda: enable_ssh(console, public))
+    return key if len(results.failed) == before else None
 
 
 def banner_checks(guest: Guest, results: Results) -> None:
@@ -371,7 +385,8 @@ def set_up(console: Console, site: Site, results: Results) -> None:
                   lambda: offline_settings(console))
 
 
-def in_guest_checks(guest: Guest, site: Site, results: Results) -> None:
+def in_guest_checks(guest: Guest, site: Site, results: Results,
+                    ssh_key: Path | None) -> None:
     """The probe's lines as results; the host's mail checks when the probe says the engine
     runs with the set-up; the RAID and NVMe alert mails once the probe has seen the alerts."""
     ports = Ports(guest.ports["smtp"], guest.ports["submission"],
@@ -389,6 +404,8 @@ def in_guest_checks(guest: Guest, site: Site, results: Results) -> None:
                 mail_checks(ports, site, results)
                 dav_checks(guest.ports["dav"], pinned_context(ports.imaps, site.hostname),
                            site.hostname, site.alice, site.mail_password, results)
+                if ssh_key is not None:
+                    ssh_checks(guest.ports["ssh"], ssh_key, guest.work, results)
             elif line.startswith("PROBE-STEP public-web-token "):
                 public_web_checks(guest.ports["web"], site, line.split()[-1], results)
             elif line == "PROBE-STEP nvme-warning":

@@ -28,7 +28,7 @@ from appliance.control.engine_ops import pending
 from appliance.control.messages import ControlError
 from appliance.control.server import SOCKET_NAME
 from appliance.core.sizes import parse_space
-from appliance.net import firewall_lan
+from appliance.net import firewall_lan, ssh_access
 from appliance.settings import SCHEMA, SECTIONS, SETTINGS_BY_NAME, Setting, Settings
 from webui import audit, security, services
 from webui.blueprints import admin_common
@@ -51,7 +51,13 @@ HEALTH_TO_COME = (
 
 MAX_TEXT = 1000     # characters of one typed value: more is refused (none needs as many)
 MASKED = "********"
-LIVE_SECTIONS = ("console", "dns")   # read per request by the console alone
+# read per request by the console alone, or (ssh) applied by a root unit at once: never
+# the engine's, so never "pending" until it restarts
+LIVE_SECTIONS = ("console", "dns", "ssh")
+# text settings drawn as a textarea, with their own length limit instead of MAX_TEXT
+LONG_TEXT = {"ssh.authorized_keys": ssh_access.MAX_TEXT}
+# a heading beside the section's name
+SECTION_TITLES = {"ssh": "SSH access (key-only, from the LAN)"}
 RESTART_WAIT = 10.0     # seconds "Apply now" waits for the engine to be back (then: "restarting")
 RESTART_WAIT_KEY = "MAILSTEAD_RESTART_WAIT"    # app.config may set another (slow test machines)
 
@@ -111,6 +117,7 @@ def _settings_page(typed: dict[str, str], errors: dict[str, str],
     return render_template("admin/settings.html", sections=sections, ignored=found.ignored,
                            source=current.source, data_dir=current.data_dir,
                            live_sections=LIVE_SECTIONS, max_text=MAX_TEXT,
+                           long_text=LONG_TEXT, section_titles=SECTION_TITLES,
                            engine=engine_settings(current)), status
 
 
@@ -194,6 +201,7 @@ def save_settings() -> ResponseReturnValue:
     texts, errors = _submitted(section, current)
     values, refused = settings_store.check_many(texts)
     errors.update(refused)
+    errors.update(_key_errors(texts))
     errors.update(_lockout(values))
     if errors:
         flash("Nothing was saved: correct the values marked below.", "error")
@@ -202,14 +210,45 @@ def save_settings() -> ResponseReturnValue:
     if changed:
         settings_store.store_many(services.db(), {name: texts[name] for name in changed})
         services.settings_changed()
-    if "console.allowed_networks" in changed:
-        firewall_lan.request_apply(current.data_dir)    # the root unit reloads nft's sets
+    _request_apply(current, list(changed))
     for name, value in changed.items():
         setting = settings_store.editable_setting(name)
-        audit.record("settings.change", name, old=_shown(setting, current[name]),
-                     new=_shown(setting, value))
+        audit.record("settings.change", name, old=_audited(setting, current[name]),
+                     new=_audited(setting, value))
     flash(_saved_message(section, list(changed)), "info")
     return redirect(url_for("admin_system.settings_page") + f"#section-{section}")
+
+
+def _request_apply(current: Settings, names: list[str]) -> None:
+    """Touch the trigger files of the root units that apply these settings."""
+    if "console.allowed_networks" in names:
+        firewall_lan.request_apply(current.data_dir)    # the root unit reloads nft's sets
+    if any(name.startswith("ssh.") for name in names):
+        ssh_access.request_apply(current.data_dir)      # mailstead-ssh starts or stops sshd
+
+
+def _audited(setting: Setting, value: Any) -> str:
+    """A value as the audit log keeps it: SSH keys by their fingerprints only."""
+    if setting.name != "ssh.authorized_keys":
+        return _shown(setting, value)
+    try:
+        keys = ssh_access.parse_keys(str(value))
+    except ssh_access.SshKeyError:
+        return "(not valid keys)"
+    return ", ".join(key.fingerprint for key in keys) or "none"
+
+
+def _key_errors(texts: dict[str, str]) -> dict[str, str]:
+    """The SSH key check's own message (it names the line), instead of the generic one
+    that would repeat the whole text."""
+    text = texts.get("ssh.authorized_keys")
+    if text is None:
+        return {}
+    try:
+        ssh_access.parse_keys(text)
+    except ssh_access.SshKeyError as exc:
+        return {"ssh.authorized_keys": str(exc)}
+    return {}
 
 
 def _submitted(section: str, current: Settings) -> tuple[dict[str, str], dict[str, str]]:
@@ -229,9 +268,10 @@ def _submitted(section: str, current: Settings) -> tuple[dict[str, str], dict[st
         text = request.form.get(name)
         if text is None or (setting.secret and not text):
             continue
-        texts[name] = text.strip()[:MAX_TEXT]
-        if len(text.strip()) > MAX_TEXT:
-            errors[name] = f"longer than {MAX_TEXT} characters"
+        limit = LONG_TEXT.get(name, MAX_TEXT)
+        texts[name] = text.strip()[:limit]
+        if len(text.strip()) > limit:
+            errors[name] = f"longer than {limit} characters"
     return texts, errors
 
 
@@ -249,6 +289,9 @@ def _lockout(values: dict[str, Any]) -> dict[str, str]:
 def _saved_message(section: str, names: list[str]) -> str:
     if not names:
         return "Nothing changed."
+    if section == "ssh":
+        return (f"Saved {', '.join(names)}. SSH is switched within seconds "
+                "(mailstead-ssh applies the settings as root).")
     when = ("They take effect at once." if section in LIVE_SECTIONS else
             "The mail engine uses them after a restart: Apply now, at the top of this page.")
     return f"Saved {', '.join(names)}. {when}"
@@ -264,12 +307,13 @@ def reset_setting() -> ResponseReturnValue:
     before = services.settings()
     settings_store.remove(services.db(), name)
     services.settings_changed()
+    _request_apply(before, [name])
     setting = SETTINGS_BY_NAME.get(name)
     if setting is None:         # a row the schema no longer knows (it was ignored)
         audit.record("settings.reset", name)
         flash(f"Removed the stored value of {name}, which no setting uses now.", "info")
     else:
-        audit.record("settings.reset", name, old=_shown(setting, before[name]))
+        audit.record("settings.reset", name, old=_audited(setting, before[name]))
         back = _shown(setting, services.settings()[name])
         flash(f"Removed the stored value of {name}: it is {back} again.", "info")
     section = name.split(".", 1)[0]
