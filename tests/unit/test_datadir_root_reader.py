@@ -29,6 +29,7 @@ import pytest
 
 from appliance import datadir
 from appliance.settings import load_settings
+from appliance.storage import db as db_module
 from appliance.storage.db import DB_MODE, DB_NAME, open_database
 from harness.netns import tool
 
@@ -71,7 +72,8 @@ def base() -> Iterator[Path]:
         shutil.rmtree(path)
 
 
-def test_the_mail_user_opens_the_database_while_root_holds_it(base: Path) -> None:
+def test_the_mail_user_opens_the_database_while_root_holds_it(
+        base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if os.geteuid() != 0:
         pytest.fail("this test needs root (CI runs as root): it plays the updater's unit")
     data = base / "data"
@@ -80,6 +82,15 @@ def test_the_mail_user_opens_the_database_while_root_holds_it(base: Path) -> Non
     toml = base / "mailstead.toml"
     toml.write_text(f'[paths]\ndata_dir = "{data}"\n[server]\nhostname = "mail.example.test"\n')
     settings = load_settings(toml, environ={})
+
+    # The child as nobody may not read the checkout (CI's is under /root, 0700): prepare
+    # runs once as root first, in a scratch directory, for the modules it imports lazily,
+    # and the migrations' SQL (package files) is read here and handed down by the fork.
+    scratch = base / "warm"
+    (base / "warm.toml").write_text(f'[paths]\ndata_dir = "{scratch}"\n')
+    datadir.prepare(load_settings(base / "warm.toml", environ={}))
+    shipped = db_module.migrations()
+    monkeypatch.setattr(db_module, "migrations", lambda: shipped)
 
     def prepare() -> None:
         datadir.prepare(settings)
