@@ -10,7 +10,6 @@ memory, per process: gunicorn runs the console as one process (gunicorn.conf.py)
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import sqlite3
 import threading
@@ -21,6 +20,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from appliance.auth.guard import LoginGuard, LoginResult
+from appliance.auth.guard_thread import GuardThread
 from appliance.auth.passwords import Passwords
 from appliance.auth.verify import ThreadLocalVerifier
 from appliance.core.addresses import AddressError, parse_address
@@ -103,10 +103,7 @@ class Guards:
 
     def __init__(self, settings: Settings) -> None:
         data_dir = settings.data_dir
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="console-guard")
-        self._thread.start()
+        self._thread = GuardThread("console-guard")
         passwords = ThreadLocalVerifier(lambda: ConsoleDirectory(open_database(data_dir)),
                                         Passwords.from_settings(settings))
         self.passwords = LoginGuard.from_settings(settings, passwords)
@@ -115,12 +112,12 @@ class Guards:
             settings, _Threaded(data_dir, _check_setup_code(data_dir)))
 
     def run(self, attempt: Coroutine[Any, Any, LoginResult]) -> LoginResult:
-        return asyncio.run_coroutine_threadsafe(attempt, self._loop).result(WAIT)
+        return self._thread.run(attempt, WAIT)
 
     def close(self) -> None:
         for guard in (self.passwords, self.totp, self.setup):
             guard.close()
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.stop()
 
 
 _lock = threading.Lock()

@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from appliance.core import log
-from appliance.tls.contexts import gunicorn_ssl_context
+from appliance.core.gunicorn_common import common_options
 from webui.services import load_console_settings, option_from
 
 _settings = load_console_settings()
@@ -32,19 +32,8 @@ graceful_timeout = 10
 keepalive = 5
 limit_request_line = 8190
 limit_request_fields = 100
-if not _settings.get_bool("server.dev_mode"):
-    certfile = str(_settings.data_path("tls.cert_file"))
-    keyfile = str(_settings.data_path("tls.key_file"))
-ssl_context = gunicorn_ssl_context     # the engine's TLS policy: 1.2+, AEAD ciphers
-# The access log names the path without its query string (%(U)s, not %(r)s): a query may
-# carry a token or an address that does not belong in a log file.
-accesslog = "-"
-access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
-errorlog = "-"
-loglevel = "info"
-proc_name = "mailstead-console"
-control_socket_disable = True  # gunicorn 24+'s ~/.gunicorn/gunicorn.ctl: shared, not needed
-forwarded_allow_ips = ""      # no proxy in front: never trust X-Forwarded-* headers
+globals().update(common_options(_settings, "mailstead-console",
+                                tls=not _settings.get_bool("server.dev_mode")))
 
 
 def post_worker_init(_worker: Any) -> None:

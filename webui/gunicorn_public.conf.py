@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from appliance.core import log
-from appliance.tls.contexts import gunicorn_ssl_context
+from appliance.core.gunicorn_common import common_options
 from webui.services import load_console_settings, option_from
 
 _settings = load_console_settings()
@@ -40,19 +40,10 @@ keepalive = 2
 limit_request_line = 2048     # the longest public URL is autoconfig's ?emailaddress=
 limit_request_fields = 32
 limit_request_field_size = 4096
-if _listener == "https":      # in dev mode too: the self-signed certificate of ./var/tls/
-    certfile = str(_settings.data_path("tls.cert_file"))
-    keyfile = str(_settings.data_path("tls.key_file"))
-ssl_context = gunicorn_ssl_context     # the engine's TLS policy: 1.2+, AEAD ciphers
-# The access log names the path without its query string (%(U)s): autoconfig's carries an
-# address.
-accesslog = "-"
-access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
-errorlog = "-"
-loglevel = "info"
-proc_name = f"mailstead-public-{_listener}"
-control_socket_disable = True  # gunicorn 24+'s ~/.gunicorn/gunicorn.ctl: shared, not needed
-forwarded_allow_ips = ""      # no proxy in front: never trust X-Forwarded-* headers
+# https in dev mode too (the self-signed certificate of ./var/tls/); autoconfig's query
+# carries an address, which the shared access-log format leaves out
+globals().update(common_options(_settings, f"mailstead-public-{_listener}",
+                                tls=_listener == "https"))
 
 
 def post_worker_init(_worker: Any) -> None:

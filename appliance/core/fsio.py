@@ -34,9 +34,12 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_new_file(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Create `path` exclusively, write `data` and fsync it (not its directory)."""
+    """Create `path` exclusively with exactly `mode` (whatever the umask: a 0644 file
+    must be readable by the other users it is for), write `data` and fsync it (not its
+    directory)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
+        os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
             written = os.write(fd, view)

@@ -11,12 +11,12 @@ a client that already logged in until its entry expires — at most `dav.auth_ca
 
 Everything else (normalising the address, lockouts, the log event, delays, app passwords)
 is the guard's (`appliance.auth.guard`), as for IMAP and POP3. The guard is asyncio code;
-each process runs one event loop in a thread for it, as the console does (webui/guards.py).
+each process runs it on one event loop in a thread (appliance/auth/guard_thread.py), as
+the console does.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import secrets
@@ -30,6 +30,7 @@ from radicale import config as radicale_config
 from radicale.auth import AuthContext, BaseAuth
 
 from appliance.auth.guard import LoginGuard, LoginResult
+from appliance.auth.guard_thread import GuardThread
 
 WAIT = 120.0          # seconds a request waits for the guard (queue, argon2, failure delay)
 PROTOCOL = "dav"      # the guard's log field
@@ -97,18 +98,15 @@ class GuardLoop:
 
     def __init__(self, guard: LoginGuard) -> None:
         self.guard = guard
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="dav-guard")
-        self._thread.start()
+        self._thread = GuardThread("dav-guard")
 
     def login(self, login: str, password: str, client_ip: str) -> LoginResult:
-        attempt = self.guard.login(login, password, client_ip=client_ip, protocol=PROTOCOL)
-        return asyncio.run_coroutine_threadsafe(attempt, self._loop).result(WAIT)
+        return self._thread.run(self.guard.login(login, password, client_ip=client_ip,
+                                                 protocol=PROTOCOL), WAIT)
 
     def close(self) -> None:
         self.guard.close()
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.stop()
 
 
 class Auth(BaseAuth):

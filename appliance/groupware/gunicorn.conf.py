@@ -14,8 +14,8 @@ import os
 from typing import Any
 
 from appliance.core import log
+from appliance.core.gunicorn_common import common_options
 from appliance.groupware.app import load_dav_settings
-from appliance.tls.contexts import gunicorn_ssl_context
 
 _settings = load_dav_settings()
 
@@ -32,21 +32,8 @@ keepalive = 15                # clients sync in bursts of requests on one connec
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
-if not _settings.get_bool("server.dev_mode"):
-    certfile = str(_settings.data_path("tls.cert_file"))
-    keyfile = str(_settings.data_path("tls.key_file"))
-ssl_context = gunicorn_ssl_context     # the engine's TLS policy: 1.2+, AEAD ciphers
-
-
-# The access log names the path without its query string (%(U)s, not %(r)s), and never a
-# header: Authorization is not in this format.
-accesslog = "-"
-access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
-errorlog = "-"
-loglevel = "info"
-proc_name = "mailstead-dav"
-control_socket_disable = True  # gunicorn 24+'s ~/.gunicorn/gunicorn.ctl: shared, not needed
-forwarded_allow_ips = ""      # no proxy in front: never trust X-Forwarded-* headers
+globals().update(common_options(_settings, "mailstead-dav",
+                                tls=not _settings.get_bool("server.dev_mode")))
 
 
 def post_fork(_server: Any, _worker: Any) -> None:

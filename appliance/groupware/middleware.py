@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from appliance.auth.throttle import client_key
+
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 WELL_KNOWN = frozenset({"/.well-known/caldav", "/.well-known/carddav"})
 REALM = 'Basic realm="Mailstead calendars and contacts", charset="UTF-8"'  # RFC 7617 §2.1
@@ -38,7 +40,9 @@ class Limits:
 
 
 class RateLimiter:
-    """Fixed one-minute windows per client address, at most `max_clients` remembered."""
+    """Fixed one-minute windows per client (an IPv4 address, an IPv6 /64: `client_key`), at
+    most `max_clients` remembered: past that, the clients of past windows are dropped, and
+    if the current window alone fills it (a flood from everywhere) the counts start afresh."""
 
     def __init__(self, per_minute: int, max_clients: int = 10_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -52,14 +56,20 @@ class RateLimiter:
         if self._per_minute <= 0:
             return True
         window = int(self._clock() // 60)
+        key = client_key(client)
         with self._lock:
-            start, count = self._windows.get(client, (window, 0))
+            start, count = self._windows.get(key, (window, 0))
             if start != window:
                 count = 0
-            if len(self._windows) >= self._max_clients and client not in self._windows:
+            if len(self._windows) >= self._max_clients and key not in self._windows:
                 self._windows = {k: v for k, v in self._windows.items() if v[0] == window}
-            self._windows[client] = (window, count + 1)
+                if len(self._windows) >= self._max_clients:
+                    self._windows = {}
+            self._windows[key] = (window, count + 1)
             return count < self._per_minute
+
+    def __len__(self) -> int:
+        return len(self._windows)
 
 
 def basic_credentials_ok(header: str) -> bool:

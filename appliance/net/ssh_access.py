@@ -15,7 +15,6 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,7 +258,8 @@ def apply(settings: Settings, *, keys_dir: Path = KEYS_DIR,
             path.unlink()
             fsio.fsync_dir(keys_dir)
     else:
-        _write_public(path, wanted.file_text.encode("utf-8"))
+        # 0644 whatever the umask: sshd's StrictModes wants no group or world write
+        fsio.atomic_write(path, wanted.file_text.encode("utf-8"), 0o644)
     done = run_tool([systemctl, wanted.action, SERVICE], SYSTEMCTL_TIMEOUT)
     fields: dict[str, Any] = {
         "enabled": wanted.enabled, "keys": len(wanted.keys), "action": wanted.action,
@@ -270,23 +270,6 @@ def apply(settings: Settings, *, keys_dir: Path = KEYS_DIR,
         raise RuntimeError(f"systemctl {wanted.action} {SERVICE} failed: {message}")
     log.event("ssh.applied", **fields)
     return wanted
-
-
-def _write_public(path: Path, data: bytes) -> None:
-    """Atomically replace `path` with `data`, mode 0644 (temp, fsync, rename, fsync dir):
-    whatever the umask, sshd's StrictModes wants no group or world write."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        temp.unlink()                                   # left by a crash
-    fsio.write_new_file(temp, data, 0o644)
-    try:
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        raise
-    fsio.fsync_dir(path.parent)
 
 
 def request_apply(data_dir: Path) -> None:

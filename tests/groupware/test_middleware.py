@@ -58,4 +58,10 @@ def test_rate_limiter_windows_and_bound() -> None:
     assert limiter.allow("a")
     for client in ("b", "c", "d"):
         assert limiter.allow(client)
+        assert len(limiter) <= 2                     # bounded even within one window
+    # one IPv6 /64 is one client
+    now[0] = 120.0
+    assert limiter.allow("2001:db8:0:1::1")
+    assert limiter.allow("2001:db8:0:1::2")
+    assert not limiter.allow("2001:db8:0:1:ffff::3")
     assert RateLimiter(0).allow("anyone")

@@ -210,3 +210,16 @@ def test_read_whole_reads_small_empty_and_large_files(tmp_path: Path) -> None:
         assert read_whole(str(path)) == data
         for hint in (0, size - 1, size, size + 5):     # a wrong size only costs reads
             assert read_whole(str(path), max(hint, 0)) == data
+
+
+def test_the_mode_asked_for_is_the_mode_written_whatever_the_umask(tmp_path: Path) -> None:
+    """A 0644 file (root's authorized_keys, the update state the console reads) must not
+    come out 0600 from a unit with UMask=0077."""
+    old = os.umask(0o077)
+    try:
+        atomic_write(tmp_path / "public", b"x", 0o644)
+        write_new_file(tmp_path / "new", b"y", 0o640)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "public").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o640
