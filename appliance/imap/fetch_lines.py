@@ -6,7 +6,9 @@ they are), and STORE's `* n FETCH (FLAGS ...)` echo (RFC 9051 6.4.6, 7.5.2).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
 from appliance.imap import responses as r
@@ -67,7 +69,10 @@ def index_only(session: ImapSession, view: SelectedMailbox, seqs: list[int],
     Each message's items are rendered once and kept for the item list last asked
     (`_FRAGMENTS`, keyed by the identity of the immutable MessageMeta the store shares
     between sessions), so the next resync -- by this client or any other on the folder --
-    only adds sequence numbers.
+    only adds sequence numbers. A range of sequence numbers (1:*, the usual resync) goes
+    further: each whole block of `INDEX_BATCH` messages is kept as the bytes sent
+    (`_BLOCKS`), reused while the block's messages, \\Recent marks and item list are the
+    same, so a resync of a 10,000-message folder where little changed joins ten blocks.
     """
     kinds = [a.kind for a in attributes]
     if uid and FetchKind.UID not in kinds:
@@ -77,11 +82,31 @@ def index_only(session: ImapSession, view: SelectedMailbox, seqs: list[int],
     if len(_SHAPES) > _SHAPES_MAX:
         _SHAPES.clear()
     shape = _SHAPES.setdefault(tuple(kinds), tuple(kinds))
-    recent = view.recent if not session.rev2 else frozenset()
-    messages = view.messages
-    fragments = _FRAGMENTS
-    if len(fragments) > _FRAGMENTS_MAX:
-        fragments.clear()
+    recent = view.recent if not session.rev2 else _NO_RECENT
+    if len(_FRAGMENTS) > _FRAGMENTS_MAX:
+        _FRAGMENTS.clear()
+    if not seqs:
+        return
+    first, last = seqs[0], seqs[-1]
+    if last - first + 1 == len(seqs):      # ascending and unique: a range, e.g. 1:*
+        start = first
+        while start <= last:
+            block_last = ((start - 1) // INDEX_BATCH + 1) * INDEX_BATCH
+            stop = min(block_last, last)
+            if stop == block_last and start == block_last - INDEX_BATCH + 1:
+                yield _block(view, start, shape, recent)
+            else:
+                yield _render(view, range(start, stop + 1), shape, recent).encode()
+            start = stop + 1
+        return
+    for at in range(0, len(seqs), INDEX_BATCH):
+        yield _render(view, seqs[at:at + INDEX_BATCH], shape, recent).encode()
+
+
+def _render(view: SelectedMailbox, seqs: Sequence[int], shape: tuple[FetchKind, ...],
+            recent: AbstractSet[int]) -> str:
+    """The FETCH lines of `seqs`, each message's items from `_FRAGMENTS` when kept."""
+    messages, fragments = view.messages, _FRAGMENTS
     lines: list[str] = []
     for seq in seqs:
         meta = messages[seq - 1]
@@ -94,11 +119,28 @@ def index_only(session: ImapSession, view: SelectedMailbox, seqs: list[int],
             fragment = _fragment(meta, shape, is_recent)
             fragments[id(meta)] = (meta, shape, is_recent, fragment)
         lines.append(f"* {seq} FETCH ({fragment})\r\n")
-        if len(lines) >= INDEX_BATCH:
-            yield "".join(lines).encode()
-            lines = []
-    if lines:
-        yield "".join(lines).encode()
+    return "".join(lines)
+
+
+def _block(view: SelectedMailbox, start: int, shape: tuple[FetchKind, ...],
+           recent: AbstractSet[int]) -> bytes:
+    """The lines of the `INDEX_BATCH` messages from sequence number `start` on, as kept in
+    `_BLOCKS` when the same messages (equal metas: one tuple comparison, by identity
+    first), the same \\Recent marks and the same item list were rendered there before."""
+    stop = start - 1 + INDEX_BATCH
+    metas = tuple(view.messages[start - 1:stop])
+    uids = view.uids[start - 1:stop]
+    marked = _NO_RECENT if not recent else frozenset(uids) & recent   # C loops, no Python
+    key = (start, shape, id(metas[0]))      # the entry keeps metas[0], so its id stays
+    found = _BLOCKS.get(key)
+    if found is not None and found[1] == marked and found[0] == metas:
+        return found[2]
+    data = _render(view, range(start, stop + 1), shape, recent).encode()
+    with _BLOCKS_LOCK:                      # FETCH runs on the loop and in worker threads
+        if len(_BLOCKS) >= _BLOCKS_MAX:
+            del _BLOCKS[next(iter(_BLOCKS))]        # the oldest
+        _BLOCKS[key] = (metas, marked, data)
+    return data
 
 
 # One rendered fragment per MessageMeta object (the last item list asked for), keyed by its
@@ -108,6 +150,15 @@ _FRAGMENTS: dict[int, tuple[MessageMeta, tuple[FetchKind, ...], bool, str]] = {}
 _FRAGMENTS_MAX = 50_000
 _SHAPES: dict[tuple[FetchKind, ...], tuple[FetchKind, ...]] = {}     # few: compare by `is`
 _SHAPES_MAX = 256
+# Whole blocks of lines of a range FETCH: (first seq, item list, id of the first meta) ->
+# (the block's metas, its \Recent UIDs, the bytes). At most _BLOCKS_MAX (~55 KB each with
+# FLAGS UID RFC822.SIZE: about 3.5 MB), the oldest dropped first; an entry whose messages
+# changed is simply not found or not equal, and ages out.
+_BLOCKS: dict[tuple[int, tuple[FetchKind, ...], int],
+              tuple[tuple[MessageMeta, ...], frozenset[int], bytes]] = {}
+_BLOCKS_MAX = 64
+_BLOCKS_LOCK = threading.Lock()
+_NO_RECENT: frozenset[int] = frozenset()
 
 
 def forget_fragments(view: SelectedMailbox, seqs: list[int]) -> None:

@@ -38,6 +38,9 @@ class ImapListenerConfig:
     # IMAP work per account now in a worker thread: commands run on the loop only while
     # none runs for their account (`server_inline`).
     thread_jobs: ThreadJobs = field(default_factory=ThreadJobs)
+    # NOOP and FETCH of one whole message answered by `fast_lane` when it can (off only in
+    # the tests that compare it with the general path).
+    fast_lane: bool = True
 
 
 class AccountCounter:

@@ -106,6 +106,7 @@ class ThreadJobs:
         self._running: dict[str, int] = {}
         self.total = 0                  # jobs started so far (for tests and status)
         self.direct = 0                 # commands begun in the protocol callback (same)
+        self.fast = 0                   # of those, answered by `fast_lane` (same)
 
     def started(self, account: str) -> None:
         self._running[account] = self._running.get(account, 0) + 1

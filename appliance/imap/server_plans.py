@@ -178,6 +178,12 @@ class PlanRunner:
         self.session = session
         self._token: inline.Token | None = None    # see `server_inline.unchanged`
 
+    @property
+    def change_token(self) -> inline.Token | None:
+        """The folder's change token from before the last command run in a worker thread
+        (`server_inline.unchanged`)."""
+        return self._token
+
     async def perform(self, command: Command, plan: plans.Plan | None = None) -> None:
         """Ask the core what `command` needs (unless `plan` says already) and do it
         (SessionEndedError: connection over)."""

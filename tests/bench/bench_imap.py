@@ -9,8 +9,9 @@ FETCH 1:* once, untimed: Dovecot builds its index then, we build ours), then eac
 runs `--rounds` times on each server in turn (one right after the other, the first one
 first in every other round, so load that comes and goes on a shared machine hits both alike)
 and the median is printed, over a raw socket (the time from sending the command until the
-tagged reply is in: server time plus loopback) and through imaplib (what a Python client
-sees):
+tagged reply is in: server time plus loopback), as the server's own CPU time for it (the
+`server CPU` rows: every thread of the server's process tree, from /proc schedstat, read
+before and after the command) and through imaplib (what a Python client sees):
 
 - SELECT INBOX; FETCH 1:* (FLAGS UID RFC822.SIZE); UID SEARCH HEADER Subject <needle>;
   FETCH of 100 whole messages (BODY.PEEK[] of every 100th); STORE +FLAGS / -FLAGS (\\Flagged)
@@ -47,6 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, as pytest would
 
+import psutil  # type: ignore[import-untyped]
 from bench.measure import tree_memory
 
 from harness.debian import ensure_package
@@ -180,6 +182,25 @@ def operations(messages: int) -> dict[str, str]:
 REPEAT = {"UID FETCH 1 whole message": 25, "NOOP": 25}
 
 
+def server_cpu(side: Side) -> float:
+    """Seconds of CPU the server's whole process tree has run so far (every thread's
+    `/proc/<pid>/task/<tid>/schedstat`, whose first field is ns on the CPU): read before and
+    after a command, the server's own time for it, without the client's parsing or the
+    scheduler's wait that wall time includes. Dovecot's tree counts all its processes
+    (master, login, auth, the imap process of the connection)."""
+    total = 0
+    for root in side.pids():
+        try:
+            procs = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for proc in procs:
+            for stat in Path(f"/proc/{proc.pid}/task").glob("*/schedstat"):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    total += int(stat.read_text().split()[0])
+    return total / 1e9
+
+
 def in_turn(sides: list[Side], round_: int) -> list[Side]:
     """The sides in the order they run in `round_`: each operation runs on one server
     right after the other, first one first, then the other (load that comes and goes on
@@ -203,8 +224,11 @@ def run_raw(sides: list[Side], rounds: int, messages: int) -> None:
         for key, text in texts.items():
             for side in in_turn(sides, round_):
                 client = clients[side.name]
-                side.record(f"raw {key}", statistics.median(
-                    client.command(text)[0] for _ in range(REPEAT.get(key, 1))))
+                repeat = REPEAT.get(key, 1)
+                cpu_before = server_cpu(side)
+                walls = [client.command(text)[0] for _ in range(repeat)]
+                side.record(f"server CPU {key}", (server_cpu(side) - cpu_before) / repeat)
+                side.record(f"raw {key}", statistics.median(walls))
     for client in clients.values():
         if rounds % 2:
             client.command(f"STORE 1:{top} -FLAGS.SILENT (\\Flagged)")
@@ -340,10 +364,11 @@ def report(sides: list[Side], args: argparse.Namespace) -> str:
 
 
 def _ms(value: float | None) -> str:
-    """A median in ms for the table: two decimals below 1 ms (NOOP is about 0.1)."""
+    """A median in ms for the table: three decimals below 1 ms (a NOOP's server CPU is
+    tens of microseconds)."""
     if value is None:
         return f"{'-':>12}"
-    return f"{value:12.2f}" if value < 1 else f"{value:12.1f}"
+    return f"{value:12.3f}" if value < 1 else f"{value:12.1f}"
 
 
 def main() -> None:

@@ -33,7 +33,8 @@ AUTOLOGOUT = 1.0
 class InProcessImap:
     """Both IMAP listeners on an event loop in a background thread, with short timers."""
 
-    def __init__(self, data_dir: Path, autologout: float = AUTOLOGOUT) -> None:
+    def __init__(self, data_dir: Path, autologout: float = AUTOLOGOUT,
+                 fast_lane: bool = True) -> None:
         # EngineProcess only writes the settings file and reaches the directory here.
         self.engine = EngineProcess(data_dir, auth__failure_delay_ms=0)
         settings = load_settings(self.engine.config_file, environ={})
@@ -51,7 +52,7 @@ class InProcessImap:
                              settings.data_path("tls.key_file"))
         config = listener_config(settings, self.executor, guard, self.stores, tls)
         self.config: ImapListenerConfig = dataclasses.replace(
-            config, autologout=autologout, login_timeout=autologout,
+            config, autologout=autologout, login_timeout=autologout, fast_lane=fast_lane,
             session=dataclasses.replace(config.session, idle_poll=0.05))
         self.listeners: list[Listener] = self.call(
             bind(self.config, "127.0.0.1", self.imap_port, self.imaps_port))

@@ -136,6 +136,24 @@ def fetch(tag: str, c: Cursor, ctx: ParseContext, uid: bool = False) -> Fetch:
     return Fetch(tag, numbers, known[0], known[1], uid)
 
 
+def fetch_items_of(text: bytes, uid: bool
+                   ) -> tuple[tuple[FetchAttribute, ...], FetchModifiers] | None:
+    """What `fetch` parses from `text` (all that follows the sequence set and its space),
+    from the same kept table; None when `text` is not valid there (the full parse then
+    gives the client its BAD)."""
+    key = (text, uid)
+    known = _ITEMS.get(key)
+    if known is None:
+        try:
+            known = _fetch_items(Cursor(text), uid)
+        except (ParseError, RecursionError):
+            return None
+        if len(_ITEMS) >= _ITEMS_MAX:
+            _ITEMS.clear()
+        _ITEMS[key] = known
+    return known
+
+
 def _fetch_items(c: Cursor, uid: bool) -> tuple[tuple[FetchAttribute, ...], FetchModifiers]:
     attributes = fetch_attributes(c)
     modifiers = FetchModifiers()
