@@ -107,6 +107,10 @@ def whole_message_pieces(seq: int, meta: MessageMeta, attributes: Sequence[Fetch
     """`fetch_line` for `whole_message_names` items, as pieces to join: the message text
     is one piece of its own (each literal, RFC 9051 4.3), copied once, when the batch is
     joined."""
+    if len(names) == 1 and names[0] is not None and not include_modseq:   # BODY.PEEK[] alone
+        uid = b"UID %d " % meta.uid if include_uid else b""
+        return [b"* %d FETCH (%b%b%d}\r\n" % (seq, uid, names[0], len(content)), content,
+                b")\r\n"]
     head = b"* %d FETCH (" % seq
     kinds = {a.kind for a in attributes}
     if include_uid and FetchKind.UID not in kinds:
