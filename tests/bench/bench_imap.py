@@ -187,18 +187,22 @@ def server_cpu(side: Side) -> float:
     `/proc/<pid>/task/<tid>/schedstat`, whose first field is ns on the CPU): read before and
     after a command, the server's own time for it, without the client's parsing or the
     scheduler's wait that wall time includes. Dovecot's tree counts all its processes
-    (master, login, auth, the imap process of the connection)."""
+    (master, login, auth, the imap process of the connection), and those that have ended
+    (the root's reaped children: an mbsync run's own imap process), in clock ticks."""
     total = 0
+    reaped = 0.0
     for root in side.pids():
         try:
             procs = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
+            times = procs[0].cpu_times()
         except psutil.NoSuchProcess:
             continue
+        reaped += times.children_user + times.children_system
         for proc in procs:
             for stat in Path(f"/proc/{proc.pid}/task").glob("*/schedstat"):
                 with contextlib.suppress(OSError, ValueError, IndexError):
                     total += int(stat.read_text().split()[0])
-    return total / 1e9
+    return total / 1e9 + reaped
 
 
 def in_turn(sides: list[Side], round_: int) -> list[Side]:
@@ -273,12 +277,17 @@ def run_mbsync(sides: list[Side], workdir: Path, rounds: int) -> None:
                 f"SyncState {local}/state/\n")
             (local / "state").mkdir()
             (local / "mail").mkdir()
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), server_cpu(side)
+            client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             done = subprocess.run(["mbsync", "-c", str(config), "-q", "inbox"], check=False,
                                   capture_output=True, text=True, timeout=600)
             if done.returncode != 0:
                 raise RuntimeError(f"mbsync against {side.name} failed: {done.stderr.strip()}")
             side.record("mbsync full pull", time.perf_counter() - started)
+            side.record("server CPU mbsync full pull", server_cpu(side) - cpu_before)
+            client = resource.getrusage(resource.RUSAGE_CHILDREN)
+            side.record("mbsync's own CPU", client.ru_utime + client.ru_stime
+                        - client_before.ru_utime - client_before.ru_stime)
             shutil.rmtree(local, ignore_errors=True)
 
 
