@@ -21,8 +21,6 @@ from appliance.storage.mailbox_api import MessageMeta
 if TYPE_CHECKING:
     from appliance.imap.session import ImapSession
 
-WHOLE_BATCH = 64 * 1024     # octets of message text per yielded chunk (whole messages): the
-                            # driver writes each as it comes and checks its inline budget
 INDEX_BATCH = 1024          # index-only FETCH lines per yielded chunk (well under 1 ms)
 
 
@@ -30,31 +28,33 @@ def whole_messages(session: ImapSession, seqs: list[int],
                    attributes: Sequence[FetchAttribute], names: Sequence[bytes | None],
                    uid: bool, include_modseq: bool, tag: str) -> Iterator[bytes]:
     """FETCH of whole messages (BODY.PEEK[], a client downloading mail): each file read
-    once, its text sent as it is read (no parse, no copy per item), batches of about
-    WHOLE_BATCH octets joined once."""
+    once and its text yielded as a chunk of its own, never copied here (the driver hands
+    chunks to the transport together, one writev), the response text around it joined
+    between two messages; the driver checks its inline budget after each chunk."""
     account, view = session.account, session.selected
     assert account is not None
     assert view is not None
     recent = view.recent if not session.rev2 else frozenset()
     messages, folder = view.messages, view.name
     expunged = False
-    pieces: list[bytes] = []
-    size = 0
+    around: list[bytes] = []            # response text since the last message text
     metas = [messages[seq - 1] for seq in seqs]
     read = account.read_many(folder, [meta.uid for meta in metas])   # one look-up per batch
     for seq, meta, (_uid, content) in zip(seqs, metas, read, strict=True):
         if content is None:
             expunged = True
             continue
-        pieces += whole_message_pieces(seq, meta, attributes, names, content,
-                                       recent=meta.uid in recent, include_uid=uid,
-                                       include_modseq=include_modseq)
-        size += len(content)
-        if size >= WHOLE_BATCH:
-            yield b"".join(pieces)
-            pieces, size = [], 0
-    if pieces:
-        yield b"".join(pieces)
+        for piece in whole_message_pieces(seq, meta, attributes, names, content,
+                                          recent=meta.uid in recent, include_uid=uid,
+                                          include_modseq=include_modseq):
+            if piece is content:
+                yield b"".join(around)
+                around = []
+                yield content
+            else:
+                around.append(piece)
+    if around:
+        yield b"".join(around)
     if expunged:
         yield r.tagged_no(tag, r.EXPUNGE_ISSUED, "EXPUNGEISSUED")
     else:

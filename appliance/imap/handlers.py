@@ -52,13 +52,15 @@ def dispatch_command(session: ImapSession, command: ImapCommand) -> Iterator[byt
     if handler is None:
         yield r.tagged_bad(command.tag, "Command not supported")
         return
-    tagged, prefix = b"", command.tag.encode() + b" "
+    # A handler's last chunk is its tagged reply: each chunk is held back until the next
+    # one comes, and the last one is held until the updates are out. Only the last is
+    # looked at, so a chunk that is a message's text (FETCH) may start with anything.
+    tagged, held = b"", None
     try:
         for chunk in handler(session, command):
-            if chunk.startswith(prefix):
-                tagged = chunk          # hold the tagged reply until the updates are out
-            else:
-                yield chunk
+            if held is not None:
+                yield held
+            held = chunk
     except CommandError as err:         # found out while running, e.g. a bad seq-number
         tagged = CommandError(command.tag, err.text, err.status, err.code).reply()
     except NoSuchFolderError as err:
@@ -71,6 +73,11 @@ def dispatch_command(session: ImapSession, command: ImapCommand) -> Iterator[byt
     except Exception as exc:     # a bug answers NO and the session goes on
         log.error("imap.command_failed", exc, command=type(command).__name__)
         tagged = r.tagged_no(command.tag, r.SERVER_BUG, "SERVERBUG")
+    if held is not None:
+        if not tagged and held.startswith(command.tag.encode() + b" "):
+            tagged = held
+        else:
+            yield held
     uid_form = getattr(command, "uid", False)
     allow = uid_form or not isinstance(command, _NO_EXPUNGE)
     if session.selected is not None and session.account is not None:

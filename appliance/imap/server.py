@@ -101,14 +101,14 @@ class ImapConnection(StreamConnection):
         await self.write_all((data,))
 
     async def write_all(self, chunks: Sequence[bytes]) -> None:
-        """`write` for a batch of chunks: one wait for the socket, then each chunk handed
-        to the transport as it is (no join: a FETCH of whole messages is megabytes)."""
+        """`write` for a batch of chunks: one wait for the socket, then the chunks handed
+        to the transport together as they are (no join: a FETCH of whole messages is
+        megabytes; uvloop sends them with one writev)."""
         timeout = self.config.autologout if self.account else self.config.login_timeout
         transport = await self.drained(timeout)
         if transport is None:
             raise SessionEndedError
-        for chunk in chunks:
-            transport.write(chunk)
+        _write(transport, chunks)
 
     async def in_thread(self, function: Callable[..., T], *args: Any) -> T:
         """Run blocking store work in the engine's pool (never on the event loop)."""
@@ -120,8 +120,7 @@ class ImapConnection(StreamConnection):
         transport = self._transport
         if self._closed or transport is None:
             raise SessionEndedError
-        for chunk in chunks:
-            transport.write(chunk)
+        _write(transport, chunks)
 
     @property
     def write_paused(self) -> bool:
@@ -354,6 +353,15 @@ class ImapConnection(StreamConnection):
         if self.account is not None:
             self.config.accounts.release(self.account)
             self.account = None
+
+
+def _write(transport: asyncio.WriteTransport, chunks: Sequence[bytes]) -> None:
+    """One chunk with `write` (its direct send), several with `writelines` (uvloop sends
+    them with one writev, without joining them)."""
+    if len(chunks) == 1:
+        transport.write(chunks[0])
+    elif chunks:
+        transport.writelines(chunks)
 
 
 def _imap_refusal(smtp_reply: str) -> bytes:

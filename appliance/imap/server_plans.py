@@ -63,11 +63,19 @@ def pull(chunks: Iterator[bytes], limit: int = RUN_BATCH) -> tuple[list[bytes], 
 
 
 def _tail(before: bytes, batch: list[bytes]) -> bytes:
-    """The last `_TAIL` octets of the output so far (`before`, then `batch`)."""
-    tail = before
-    for chunk in batch:
-        tail = chunk[-_TAIL:] if len(chunk) >= _TAIL else (tail + chunk)[-_TAIL:]
-    return tail
+    """The last `_TAIL` octets of the output so far (`before`, then `batch`), from the
+    last chunks only (a batch of whole messages has hundreds)."""
+    parts: list[bytes] = []
+    need = _TAIL
+    for chunk in reversed(batch):
+        parts.append(chunk[-need:])
+        need -= len(chunk)
+        if need <= 0:
+            break
+    else:
+        parts.append(before[-need:])
+    parts.reverse()
+    return b"".join(parts)
 
 
 def _start(session: ImapSession, command: ImapCommand
