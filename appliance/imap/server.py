@@ -196,7 +196,7 @@ class ImapConnection(StreamConnection):
         self._last_input = self.slice_start = start = loop.time()
         if self.config.fast_lane and self.receiver.idle:    # between commands: fast lane
             try:
-                taken = self._fast_lane(runner, data, loop, start)
+                taken = fast_lane.serve(runner, data, start + INLINE_SLICE)
             except SessionEndedError:
                 self._send_and_close(b"")
                 return
@@ -229,26 +229,6 @@ class ImapConnection(StreamConnection):
             self._send_and_close(b"")
             return
         super().data_received(b"")              # wake the task for the rest
-
-    def _fast_lane(self, runner: PlanRunner, data: bytes, loop: asyncio.AbstractEventLoop,
-                   start: float) -> int:
-        """Answer the complete lines at the start of `data` that `fast_lane` takes, in
-        turn, until one it declines, the connection's slice is spent or the socket asks
-        for a pause; how many octets were answered."""
-        taken = 0
-        while (line := fast_lane.LINE.match(data, taken)) is not None:
-            output = fast_lane.answer(runner, line)
-            if output is None:
-                break
-            jobs = self.config.thread_jobs
-            jobs.direct += 1
-            jobs.fast += 1
-            self.write_now((output,))
-            self.note_status(line[1].decode("ascii"), output)
-            taken = line.end()
-            if loop.time() - start >= INLINE_SLICE or self._paused:
-                break
-        return taken
 
     async def next_line(self, session: ImapSession) -> RawLine | ReceiverError:
         """A raw client line (SASL responses, IDLE's DONE) under the session's timer."""
