@@ -138,6 +138,20 @@ class Receiver:
         """Add octets received from the client."""
         self._buf += data
 
+    def buffered_commands(self, limit: int) -> bytes:
+        """Up to `limit` octets received and not yet framed, when nothing of a command has
+        been read yet (between commands): for a caller that answers whole command lines
+        itself (the IMAP driver's fast lane), which then `consume`s what it answered.
+        Empty otherwise."""
+        if (self._cmd.text or self._cmd.literals or self._literal is not None
+                or self._skip_octets or self._skip_line or self._raw_line):
+            return b""
+        return bytes(self._buf[:limit])
+
+    def consume(self, size: int) -> None:
+        """Drop the first `size` buffered octets (whole lines `buffered_commands` gave)."""
+        del self._buf[:size]
+
     def expect_line(self) -> None:
         """Return the next line as one `RawLine` instead of parsing it as a command (IDLE's
         DONE, AUTHENTICATE's responses). One-shot: the next `RawLine`, or the untagged

@@ -59,6 +59,8 @@ from appliance.storage.mailbox_api import MailStores
 T = TypeVar("T")
 
 MAX_UNREAD = 256 * 1024      # received but not yet handed to the receiver: pause reading
+_LANE_NAMES = frozenset({"NOOP", "FETCH", "UID"})    # what `fast_lane.LINE` can match
+LANE_PEEK = 16 * 1024        # queued octets offered to the fast lane at once
 
 # The driver's own lines (the core's catalogue is `responses`).
 CONTINUE_LITERAL = r.continuation("Ready for literal")
@@ -280,8 +282,33 @@ class ImapConnection(StreamConnection):
                 if event.fatal:         # the receiver cannot get back in step: end it
                     self._send_and_close(r.untagged_bye(r.PROTOCOL_ERROR))
                     return
-            elif isinstance(event, Command):
+            elif isinstance(event, Command) and not await self._lane(driver, event):
                 await self._perform(driver, event, None)
+
+    async def _lane(self, runner: PlanRunner, received: Command) -> bool:
+        """A command the task got from the receiver (it came while an answer was still
+        going out, or behind one the fast lane declined) through `fast_lane` when it is of
+        its shape; True when answered. A client that reads slower than we answer (mbsync
+        writes each message to disk) keeps the socket full: wait for it to drain first --
+        the answer could not go out before -- instead of sending the command to a thread."""
+        if (received.literals or not self.config.fast_lane or self.account is None
+                or received.name not in _LANE_NAMES):
+            return False
+        line = b"%s %s %s\r\n" % (received.tag.encode(), received.name.encode(),
+                                    received.args) if received.args else \
+            b"%s %s\r\n" % (received.tag.encode(), received.name.encode())
+        if fast_lane.LINE.fullmatch(line) is None:
+            return False
+        if self._paused:
+            await self.write_all(())
+        deadline = asyncio.get_running_loop().time() + INLINE_SLICE
+        if fast_lane.serve(runner, line, deadline) != len(line):
+            return False
+        # The commands queued behind it, in one burst (one lock hold, one writev).
+        queued = self.receiver.buffered_commands(LANE_PEEK)
+        if queued:
+            self.receiver.consume(fast_lane.serve(runner, queued, deadline))
+        return True
 
     async def _perform(self, driver: PlanRunner, received: Command,
                        handed: Handed | None) -> None:

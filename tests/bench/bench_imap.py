@@ -11,13 +11,16 @@ first in every other round, so load that comes and goes on a shared machine hits
 and the median is printed, over a raw socket (the time from sending the command until the
 tagged reply is in: server time plus loopback), as the server's own CPU time for it (the
 `server CPU` rows: every thread of the server's process tree, from /proc schedstat, read
-before and after the command) and through imaplib (what a Python client sees):
+before the command and once the server has gone quiet after it, so work left for later
+counts for its command) and through imaplib (what a Python client sees):
 
 - SELECT INBOX; FETCH 1:* (FLAGS UID RFC822.SIZE); UID SEARCH HEADER Subject <needle>;
   FETCH of 100 whole messages (BODY.PEEK[] of every 100th); STORE +FLAGS / -FLAGS (\\Flagged)
   on 1:1000 (alternating, so every round changes 1,000 messages); over the raw socket also
   UID FETCH of one whole message (what mbsync sends per message) and NOOP: a command's
-  fixed cost (these two 25 times in a row per round, the round's figure their median);
+  fixed cost (these two 25 times in a row per round, the round's figure their median),
+  and both again 40 at a time in one write (pipelined, as mbsync keeps several in flight),
+  per command;
 - a full `mbsync` (isync) pull of the mailbox into an empty local Maildir;
 - RSS with `--idle` connections logged in, INBOX selected, and idle: the engine's process
   tree against Dovecot's (master, login and imap processes).
@@ -139,6 +142,32 @@ class RawImap:
                     raise RuntimeError(f"{text!r}: {line!r}")
                 return elapsed, line
 
+    def pipelined(self, texts: list[str]) -> float:
+        """Send all of `texts` at once (one write, as a client keeping several commands
+        in flight does); seconds until the last tagged reply is in."""
+        tags = []
+        data = b""
+        for text in texts:
+            self.counter += 1
+            tags.append(f"r{self.counter}".encode())
+            data += tags[-1] + b" " + text.encode() + b"\r\n"
+        started = time.perf_counter()
+        self.sock.sendall(data)
+        for tag in tags:
+            while True:
+                line = self.reader.readline()
+                if not line:
+                    raise ConnectionError("server closed the connection")
+                while line.endswith(b"}\r\n"):
+                    size = int(line[line.rindex(b"{") + 1:-3].rstrip(b"+"))
+                    self.reader.read(size)
+                    line = self.reader.readline()
+                if line.startswith(tag + b" "):
+                    if not line.startswith(tag + b" OK"):
+                        raise RuntimeError(f"{texts[0]!r}...: {line!r}")
+                    break
+        return time.perf_counter() - started
+
     def close(self) -> None:
         with contextlib.suppress(OSError, RuntimeError):
             self.command("LOGOUT")
@@ -180,6 +209,9 @@ def operations(messages: int) -> dict[str, str]:
 # (the round's figure is their median): one sample of 0.1-0.3 ms per round is mostly the
 # scheduler's noise on a shared machine.
 REPEAT = {"UID FETCH 1 whole message": 25, "NOOP": 25}
+# What mbsync sends when it downloads: several one-message FETCHes in flight (here 40 sent
+# in one write, different messages each round); per command.
+PIPELINED = 40
 
 
 def server_cpu(side: Side) -> float:
@@ -203,6 +235,21 @@ def server_cpu(side: Side) -> float:
                 with contextlib.suppress(OSError, ValueError, IndexError):
                     total += int(stat.read_text().split()[0])
     return total / 1e9 + reaped
+
+
+def settled_cpu(side: Side, quiet: float = 0.1, limit: float = 3.0) -> float:
+    """`server_cpu` once the server has gone quiet (less than 0.3 ms of CPU in `quiet`
+    seconds): work a command leaves for later -- our STORE's file renames, made after its
+    reply -- counts for that command, not for the next one measured."""
+    last = server_cpu(side)
+    deadline = time.perf_counter() + limit
+    while time.perf_counter() < deadline:
+        time.sleep(quiet)
+        now = server_cpu(side)
+        if now - last < 0.0003:
+            return now
+        last = now
+    return last
 
 
 def in_turn(sides: list[Side], round_: int) -> list[Side]:
@@ -231,8 +278,19 @@ def run_raw(sides: list[Side], rounds: int, messages: int) -> None:
                 repeat = REPEAT.get(key, 1)
                 cpu_before = server_cpu(side)
                 walls = [client.command(text)[0] for _ in range(repeat)]
-                side.record(f"server CPU {key}", (server_cpu(side) - cpu_before) / repeat)
+                side.record(f"server CPU {key}", (settled_cpu(side) - cpu_before) / repeat)
                 side.record(f"raw {key}", statistics.median(walls))
+        for key, shape in (("40 UID FETCH 1 whole message pipelined, per command",
+                            "UID FETCH {} (BODY.PEEK[])"),
+                           ("40 NOOP pipelined, per command", "NOOP")):
+            uids = range(1 + round_ * PIPELINED, 1 + (round_ + 1) * PIPELINED)
+            batch = [shape.format(1 + (uid * 97) % messages) for uid in uids]
+            for side in in_turn(sides, round_):
+                cpu_before = server_cpu(side)
+                wall = clients[side.name].pipelined(batch)
+                side.record(f"server CPU {key}",
+                            (settled_cpu(side) - cpu_before) / PIPELINED)
+                side.record(f"raw {key}", wall / PIPELINED)
     for client in clients.values():
         if rounds % 2:
             client.command(f"STORE 1:{top} -FLAGS.SILENT (\\Flagged)")

@@ -241,3 +241,29 @@ def test_oversized_non_sync_literal_is_not_fatal() -> None:
     assert isinstance(error, ReceiverError)
     assert not error.fatal
     assert isinstance(command, Command)
+
+
+def test_buffered_commands_offers_whole_lines_between_commands_only() -> None:
+    """The IMAP driver's fast lane answers queued lines itself: it is offered what is
+    buffered only between commands, and what it consumes never reaches `next_event`."""
+    receiver = Receiver()
+    receiver.feed(b"a NOOP\r\nb UID FETCH 1 (BODY.PEEK[])\r\nc NOOP\r\n")
+    first = receiver.next_event()
+    assert isinstance(first, Command)
+    assert first.tag == "a"
+    queued = receiver.buffered_commands(1024)
+    assert queued == b"b UID FETCH 1 (BODY.PEEK[])\r\nc NOOP\r\n"
+    assert receiver.buffered_commands(5) == b"b UID"
+    receiver.consume(len(b"b UID FETCH 1 (BODY.PEEK[])\r\n"))
+    third = receiver.next_event()
+    assert isinstance(third, Command)
+    assert third.tag == "c"
+    receiver.feed(b"d X {3+}\r\nabc (more")          # a command's line after its literal,
+    assert receiver.next_event() is NEED_DATA          # not yet whole: nothing offered
+    assert receiver.buffered_commands(1024) == b""
+    receiver.feed(b")\r\n")
+    fourth = receiver.next_event()
+    assert isinstance(fourth, Command)
+    assert fourth.args == b"{3+} (more)"
+    receiver.expect_line()                              # a raw line is expected: nothing
+    assert receiver.buffered_commands(1024) == b""
