@@ -237,10 +237,14 @@ def server_cpu(side: Side) -> float:
     return total / 1e9 + reaped
 
 
-def settled_cpu(side: Side, quiet: float = 0.1, limit: float = 3.0) -> float:
+def settled_cpu(side: Side, quiet: float = 0.1, limit: float = 3.0,
+                at_least: float = 0.7) -> float:
     """`server_cpu` once the server has gone quiet (less than 0.3 ms of CPU in `quiet`
-    seconds): work a command leaves for later -- our STORE's file renames, made after its
-    reply -- counts for that command, not for the next one measured."""
+    seconds, and not before `at_least` seconds): work a command leaves for later -- our
+    STORE's file renames, made after its reply, and the heap trim half a second after a
+    big response (`core.memory.TRIM_QUIET`) -- counts for that command, not for the next
+    one measured."""
+    time.sleep(at_least)
     last = server_cpu(side)
     deadline = time.perf_counter() + limit
     while time.perf_counter() < deadline:
