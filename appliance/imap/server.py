@@ -202,6 +202,10 @@ class ImapConnection(StreamConnection):
             except SessionEndedError:
                 self._send_and_close(b"")
                 return
+            except Exception as exc:
+                log.error("imap.internal_error", exc, client=self.client_ip)
+                self._send_and_close(b"")
+                return
             if taken == len(data):
                 return                          # all answered; the task waits on
             data = data[taken:]
