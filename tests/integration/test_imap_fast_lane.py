@@ -153,4 +153,4 @@ def test_streams_are_answered_alike_with_and_without_the_lane(
     _both(sides, "other", ["APPEND"])
     for who, items in steps:
         texts = _texts(items)
-        _both(sides, who, texts + ["NOOP"] if who == "client" else texts)
+        _both(sides, who, [*texts, "NOOP"] if who == "client" else texts)
