@@ -194,38 +194,8 @@ class ImapConnection(StreamConnection):
             super().data_received(data)
 
     def _direct(self, runner: PlanRunner, data: bytes) -> None:
-        loop = asyncio.get_running_loop()
-        self._last_input = self.slice_start = start = loop.time()
-        if self.config.fast_lane and self.receiver.idle:    # between commands: fast lane
-            try:
-                taken = fast_lane.serve(runner, data, start + INLINE_SLICE)
-            except SessionEndedError:
-                self._send_and_close(b"")
-                return
-            except Exception as exc:
-                log.error("imap.internal_error", exc, client=self.client_ip)
-                self._send_and_close(b"")
-                return
-            if taken == len(data):
-                return                          # all answered; the task waits on
-            data = data[taken:]
-            if taken and (loop.time() - start >= INLINE_SLICE or self._paused):
-                self.receiver.feed(data)        # the rest in the task, in turn
-                super().data_received(b"")
-                return
-        self.receiver.feed(data)
         try:
-            while (event := self.receiver.next_event()) is not NEED_DATA:
-                handed = runner.direct(event) if isinstance(event, Command) else event
-                if handed is not None:
-                    self._handed = handed
-                    break
-                assert isinstance(event, Command)
-                for literal in event.literals:
-                    literal.close()
-                if loop.time() - start >= INLINE_SLICE:
-                    break                       # pipelined: the rest in the task, in turn
-            else:
+            if self._answer_directly(runner, data):
                 return                          # all answered; the task waits on
         except SessionEndedError:
             self._send_and_close(b"")
@@ -235,6 +205,33 @@ class ImapConnection(StreamConnection):
             self._send_and_close(b"")
             return
         super().data_received(b"")              # wake the task for the rest
+
+    def _answer_directly(self, runner: PlanRunner, data: bytes) -> bool:
+        """`data`'s commands answered in the callback: by the fast lane first (between
+        commands), then framed and through `PlanRunner.direct`; True when all were, False
+        when the rest is left in the receiver (or handed over) for the task."""
+        loop = asyncio.get_running_loop()
+        self._last_input = self.slice_start = start = loop.time()
+        if self.config.fast_lane and self.receiver.idle:
+            taken = fast_lane.serve(runner, data, start + INLINE_SLICE)
+            if taken == len(data):
+                return True
+            data = data[taken:]
+            if taken and (loop.time() - start >= INLINE_SLICE or self._paused):
+                self.receiver.feed(data)        # the rest in the task, in turn
+                return False
+        self.receiver.feed(data)
+        while (event := self.receiver.next_event()) is not NEED_DATA:
+            handed = runner.direct(event) if isinstance(event, Command) else event
+            if handed is not None:
+                self._handed = handed
+                return False
+            assert isinstance(event, Command)
+            for literal in event.literals:
+                literal.close()
+            if loop.time() - start >= INLINE_SLICE:
+                return False                    # pipelined: the rest in the task, in turn
+        return True
 
     async def next_line(self, session: ImapSession) -> RawLine | ReceiverError:
         """A raw client line (SASL responses, IDLE's DONE) under the session's timer."""

@@ -139,6 +139,13 @@ def test_a_download_session_is_answered_alike_and_by_the_lane(
     # (no change token yet: SELECT's went to a worker thread), never UID 4 (message 3,
     # past the lane's size limit), nor the NOOP that reports another session's STORE.
     assert fast.server.config.thread_jobs.fast - before == 8
+    # Lines queued behind one for the connection's task (BODY[] stores \Seen: a worker
+    # thread) take the lane from the task, in one burst (`Receiver.buffered_commands`).
+    before = fast.server.config.thread_jobs.fast
+    queued = _both(sides, "client", ["FETCH 1 BODY[]", "UID FETCH 2 (BODY.PEEK[])",
+                                     "NOOP", "UID FETCH 5 (BODY.PEEK[])"])
+    assert message(4) in b"\r\n".join(queued)       # UID 5
+    assert fast.server.config.thread_jobs.fast - before == 3
     assert general.server.config.thread_jobs.fast == 0
 
 

@@ -123,14 +123,9 @@ def fetch(tag: str, c: Cursor, ctx: ParseContext, uid: bool = False) -> Fetch:
                "(" fetch-att *(SP fetch-att) ")") [fetch-modifiers]"""
     numbers = sequence_set(c)
     c.sp()
-    key = (c.data[c.pos:], uid)
-    known = None if c.literals else _ITEMS.get(key)
-    if known is None:
+    known = None if c.literals else fetch_items_of(c.data[c.pos:], uid)
+    if known is None:                   # literals, or an error: parsed here to say which
         known = _fetch_items(c, uid)
-        if not c.literals:
-            if len(_ITEMS) >= _ITEMS_MAX:
-                _ITEMS.clear()
-            _ITEMS[key] = known
     else:
         c.pos = len(c.data)
     return Fetch(tag, numbers, known[0], known[1], uid)
