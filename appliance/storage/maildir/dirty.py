@@ -54,6 +54,13 @@ BATCH = 256
 
 _DIRTY_ROWS = ("SELECT uid, subdir, filename, dirty, flags, modseq FROM messages "
                "WHERE folder_id = ? AND dirty IS NOT NULL")
+# A batch of the job: what it renames, in UID order (the partial index `messages_dirty`).
+_BATCH_ROWS = ("SELECT uid, subdir, filename, dirty FROM messages "
+               "WHERE folder_id = ? AND dirty IS NOT NULL AND uid > ? ORDER BY uid LIMIT ?")
+# The batch's rows all renamed: the marks of its UID range cleared at once (in the same
+# transaction as the SELECT, so the range holds exactly the batch's rows).
+_CLEAR_RANGE = ("UPDATE messages SET dirty = NULL "
+                "WHERE folder_id = ? AND dirty IS NOT NULL AND uid > ? AND uid <= ?")
 
 
 @dataclass
@@ -166,26 +173,30 @@ def rename_batch(conn: sqlite3.Connection, state: FolderState, after: int,
     """Inside a write transaction: up to `limit` dirty rows with UIDs above `after` renamed,
     fsync'ed and their marks cleared (so a mark in a committed row always names where the
     file is, unless a tool moved it: `marks`)."""
-    rows = conn.execute(_DIRTY_ROWS + " AND uid > ? ORDER BY uid LIMIT ?",
-                        (state.id, after, limit)).fetchall()
+    rows = conn.execute(_BATCH_ROWS, (state.id, after, limit)).fetchall()
     batch = Batch(last=after, more=len(rows) == limit)
     done: list[tuple[int, int]] = []
     subdirs: set[str] = set()
     with files.Mover(os.fspath(state.path)) as mover:
-        for uid, subdir, filename, mark, _, _ in rows:
-            batch.last = int(uid)
+        for uid, subdir, filename, mark in rows:
+            batch.last = uid
             old = names.parse_mark(mark)
-            moved = None if old is None else mover.move(old, (str(subdir), str(filename)))
+            moved = None if old is None else mover.move(old, (subdir, filename))
             if moved is None:
                 batch.lost = True
                 continue
-            done.append((state.id, int(uid)))
+            done.append((state.id, uid))
             if moved and old is not None:
-                subdirs.update((old[0], str(subdir)))
+                subdirs.update((old[0], subdir))
     files.sync_dirs(*(state.path / subdir for subdir in sorted(subdirs)))
-    conn.executemany("UPDATE messages SET dirty = NULL WHERE folder_id = ? AND uid = ?", done)
+    if batch.lost:                      # those keep their marks
+        conn.executemany("UPDATE messages SET dirty = NULL WHERE folder_id = ? AND uid = ?",
+                         done)
+    elif done:                          # every marked row of the range: one statement
+        conn.execute(_CLEAR_RANGE, (state.id, after, batch.last))
+    moved_now = state.moved
     for _, uid in done:
-        state.moved.pop(uid, None)
+        moved_now.pop(uid, None)
     batch.renamed = bool(subdirs)
     return batch
 
