@@ -7,7 +7,7 @@ The general path frames the line (`receiver`), parses it (`commands`), plans it
 `server_inline`) and the handlers' generators: about 160 Python calls for a NOOP and 310 for
 one message, each command paying for generality it does not use. Here one regular
 expression recognises the line and the answer is made in one go from the same parts
-(`fetch_response.whole_message_pieces`, the store's `read_many`), under the conditions of
+(`fetch_response.whole_message_pieces`, the store's `read`), under the conditions of
 the direct path (`server_inline`): the store's lock free and taken without waiting, no IMAP
 work of the account in a worker thread, the folder unchanged since the change token of the
 last threaded command. Then the closing sync every command ends with
@@ -23,7 +23,6 @@ bytes.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import TYPE_CHECKING
 
@@ -68,7 +67,7 @@ def serve(runner: PlanRunner, data: bytes, deadline: float) -> int:
     reported by the next command after it, as one landing just after a command's closing
     sync would be (RFC 9051 7)."""
     conn = runner.conn
-    loop = asyncio.get_running_loop()
+    loop = conn.loop
     taken = 0
     while (line := LINE.match(data, taken)) is not None:
         if conn.write_paused or not conn.config.thread_jobs.idle(conn.account):
@@ -141,10 +140,10 @@ def _answer(runner: PlanRunner, line: re.Match[bytes]) -> list[bytes] | None:
     if meta.size > MAX_MESSAGE or account is None:
         return None
     try:
-        content = next(iter(account.read_many(view.name, [meta.uid])))[1]
+        content = account.read(view.name, meta.uid)
     except MailboxError:
         return None                     # the folder went away: the general path answers NO
-    if content is None:
+    except KeyError:
         return None                     # gone meanwhile: the general path says EXPUNGEISSUED
     recent = view.recent if not session.rev2 else _NO_RECENT
     parts = whole_message_pieces(seq, meta, attributes, names, content,

@@ -157,7 +157,7 @@ class ImapConnection(StreamConnection):
         `timeout` seconds (from now, or from the last octets with `rearm_on_data`) ends the
         connection with BYE: before login a command must be complete in time, so a
         slowloris client cannot trickle forever."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         deadline = loop.time() + timeout
         while (event := self._next()) is NEED_DATA:
             data = await self.receive(deadline - loop.time())
@@ -210,7 +210,7 @@ class ImapConnection(StreamConnection):
         """`data`'s commands answered in the callback: by the fast lane first (between
         commands), then framed and through `PlanRunner.direct`; True when all were, False
         when the rest is left in the receiver (or handed over) for the task."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         self._last_input = self.slice_start = start = loop.time()
         if self.config.fast_lane and self.receiver.idle:
             taken = fast_lane.serve(runner, data, start + INLINE_SLICE)
@@ -302,7 +302,7 @@ class ImapConnection(StreamConnection):
             return False
         if self._paused:
             await self.write_all(())
-        deadline = asyncio.get_running_loop().time() + INLINE_SLICE
+        deadline = self.loop.time() + INLINE_SLICE
         if fast_lane.serve(runner, line, deadline) != len(line):
             return False
         # The commands queued behind it, in one burst (one lock hold, one writev).

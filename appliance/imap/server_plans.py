@@ -143,9 +143,10 @@ class _Running:
         self.deadline = 0.0
         self.paused = False         # stopped on the loop only until the socket drains
 
-    def start(self, chunks: Iterator[bytes]) -> None:
+    def start(self, chunks: Iterator[bytes], now: float) -> None:
+        """`now`: the loop's time."""
         self.chunks = chunks
-        self.deadline = asyncio.get_running_loop().time() + inline.INLINE_BUDGET
+        self.deadline = now + inline.INLINE_BUDGET
 
     async def settle(self) -> None:
         """Wait for the pull under way: the generator cannot close while it runs."""
@@ -231,7 +232,7 @@ class PlanRunner:
         command, out, running = plan.command, _Output(), _Running()
         self.conn.config.thread_jobs.direct += 1
         try:
-            running.start(iter(self.session.run(command)))
+            running.start(iter(self.session.run(command)), self.conn.loop.time())
             done = self._inline_now(running, out, lock)
         except SessionEndedError:
             raise
@@ -258,7 +259,7 @@ class PlanRunner:
             done = False
             lock = self._inline_lock(command) if begun is None else None
             if lock is not None:
-                running.start(iter(self.session.run(command)))
+                running.start(iter(self.session.run(command)), self.conn.loop.time())
                 done = await self._inline(running, out, lock)
             elif begun is not None and running.paused:
                 done = await self._inline(running, out)
@@ -311,7 +312,7 @@ class PlanRunner:
         """`_inline_now` from the connection's task, waiting for the socket to drain when it
         asks for a pause (meanwhile other connections run); a client pipelining commands
         answered on the loop gives the others their turn after `INLINE_SLICE`."""
-        conn, loop = self.conn, asyncio.get_running_loop()
+        conn, loop = self.conn, self.conn.loop
         while not self._inline_now(running, out, held):
             held = None
             if not running.paused:
@@ -337,7 +338,7 @@ class PlanRunner:
         made (`AccountMail.try_lock`)."""
         conn, chunks = self.conn, running.chunks
         assert chunks is not None
-        loop, deadline = asyncio.get_running_loop(), running.deadline
+        loop, deadline = conn.loop, running.deadline
         running.paused = False
         lock = held
         if lock is None:
@@ -383,7 +384,7 @@ class PlanRunner:
                 break
             batch, done = await running.following
             running.following = None
-        conn.slice_start = asyncio.get_running_loop().time()
+        conn.slice_start = conn.loop.time()
 
     # -- LOGIN and AUTHENTICATE --------------------------------------------------------------
 

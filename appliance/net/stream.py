@@ -29,6 +29,10 @@ class StreamConnection(asyncio.Protocol):
 
     max_unread: ClassVar[int] = 64 * 1024    # received, not yet taken: pause reading
     log_name: ClassVar[str] = "stream"
+    # The loop the connection runs on, from `connection_made` on: kept, because
+    # `asyncio.get_running_loop` makes a getpid system call each time (CPython 3.11 checks
+    # for a fork), twice per command on the paths that answer in the protocol callback.
+    loop: asyncio.AbstractEventLoop
 
     def __init__(self, tracker: ConnectionTracker, tls: ssl.SSLContext) -> None:
         self._tracker = tracker
@@ -66,6 +70,7 @@ class StreamConnection(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.loop = asyncio.get_running_loop()
         # A cast, not an isinstance check: uvloop's transports do not subclass asyncio's.
         self._transport = cast(asyncio.Transport, transport)
         peer = self._transport.get_extra_info("peername")
@@ -143,7 +148,7 @@ class StreamConnection(asyncio.Protocol):
             TimeoutError: nothing arrived within `timeout` seconds.
         """
         while not self._unread and not self._eof:
-            loop = asyncio.get_running_loop()
+            loop = self.loop
             self._reading = loop.create_future()
             try:
                 await _wait(self._reading, timeout)
