@@ -18,7 +18,7 @@ import bisect
 import threading
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from appliance.storage.mailbox_api import FolderSnapshot, MessageMeta
 
@@ -224,7 +224,7 @@ class SelectedMailbox:
             if new.flags != old.flags or (condstore and new.modseq != old.modseq):
                 updates.append(FlagsChanged(seq, new))
             messages, _uids = self._own()
-            messages[seq - 1] = replace(old, flags=new.flags, modseq=new.modseq)
+            messages[seq - 1] = old._replace(flags=new.flags, modseq=new.modseq)
         return updates
 
 
