@@ -311,13 +311,21 @@ class PlanRunner:
                       held: inline.StoreLock | None = None) -> bool:
         """`_inline_now` from the connection's task, waiting for the socket to drain when it
         asks for a pause (meanwhile other connections run); a client pipelining commands
-        answered on the loop gives the others their turn after `INLINE_SLICE`."""
+        answered on the loop gives the others their turn after `INLINE_SLICE`.
+
+        The time spent waiting for the client to read is not work on the loop: the budget
+        (`running.deadline`) moves on by it. Otherwise a client that parses as it reads
+        (imaplib, a FETCH of 100 whole messages) spent the command's budget in those waits,
+        and the rest went to a worker thread as one batch of up to `RUN_BATCH` octets made
+        before any of it was sent, while the client sat idle."""
         conn, loop = self.conn, self.conn.loop
         while not self._inline_now(running, out, held):
             held = None
             if not running.paused:
                 return False
+            paused_at = loop.time()
             await conn.write_all(())
+            running.deadline += loop.time() - paused_at
         if loop.time() - conn.slice_start >= inline.INLINE_SLICE:
             await asyncio.sleep(0)          # pipelined commands: the others' turn
             conn.slice_start = loop.time()

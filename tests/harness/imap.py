@@ -53,8 +53,16 @@ class ImapWire:
     """One IMAP connection spoken byte by byte (plain TCP, or TLS from the start)."""
 
     def __init__(self, port: int, timeout: float = 10.0,
-                 tls: ssl.SSLContext | None = None) -> None:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+                 tls: ssl.SSLContext | None = None, rcvbuf: int | None = None) -> None:
+        """`rcvbuf`: a small receive buffer, set before connecting (so the TCP window stays
+        small), for a client that reads slower than the server writes."""
+        if rcvbuf is None:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        else:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.settimeout(timeout)
+            sock.connect(("127.0.0.1", port))
         self.sock: socket.socket = sock if tls is None else tls.wrap_socket(sock)
         self.timeout = timeout
         self.buffer = b""

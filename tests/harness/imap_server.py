@@ -60,8 +60,8 @@ class InProcessImap:
     def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(30)
 
-    def connect(self) -> ImapWire:
-        wire = ImapWire(self.imap_port)        # dev mode: LOGIN over loopback without TLS
+    def connect(self, rcvbuf: int | None = None) -> ImapWire:
+        wire = ImapWire(self.imap_port, rcvbuf=rcvbuf)  # dev mode: LOGIN on loopback, no TLS
         assert wire.read_line() is not None
         reply = wire.command("L", f'LOGIN {ADDRESS} "correct horse battery"')
         assert reply[-1].startswith(b"L OK"), reply

@@ -100,6 +100,36 @@ def test_a_big_fetch_still_moves_to_a_worker_thread(imap: InProcessImap) -> None
         assert [_message(n, size) in line for n, line in enumerate(reply[:-1])] == [True] * 6
 
 
+def test_waiting_for_a_slow_reader_does_not_spend_the_inline_budget(
+        imap: InProcessImap, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget bounds a command's work on the loop, not the time its client takes to
+    read: a FETCH of whole messages to a client that reads slowly (imaplib parses as it
+    reads) stays on the loop, written as the socket drains, instead of handing the rest to a
+    worker thread that makes a whole batch of it before sending any (the client idle)."""
+    monkeypatch.setattr(inline, "INLINE_BUDGET", 0.1)   # far above the work, below the waits
+    # 10 MB: past what the kernel's send buffer (up to 4 MB) and the client's small window
+    # take, so the transport asks the server to pause, many times.
+    size, count = 512 * 1024, 20
+    with imap.connect(rcvbuf=65536) as wire:
+        for n in range(count):
+            _append(wire, _message(n, size))
+        assert wire.command("S", "SELECT INBOX")[-1].startswith(b"S OK")
+        assert wire.command("N", "NOOP")[-1].startswith(b"N OK")
+        before = _jobs(imap)
+        wire.send_line("F FETCH 1:* (BODY.PEEK[])")
+        received = bytearray()
+        started = time.monotonic()
+        while not received.endswith(b"F OK FETCH completed\r\n"):
+            time.sleep(0.004)
+            chunk = wire.sock.recv(65536)
+            assert chunk, "the server closed the connection"
+            received += chunk
+        waited = time.monotonic() - started
+        assert _jobs(imap) == before                    # all of it on the loop
+    assert waited > 2 * inline.INLINE_BUDGET            # the client did keep it waiting
+    assert all(_message(n, size) in received for n in range(count))
+
+
 def test_inline_commands_count_towards_the_bad_command_limit(imap: InProcessImap) -> None:
     with _selected(imap) as wire:
         limit, before = imap.config.max_bad_commands, _jobs(imap)
