@@ -96,20 +96,10 @@ def open_index(root: Path) -> tuple[sqlite3.Connection, bool]:
     return _rebuild(path, salvaged, reason), True
 
 
-# The index file is read through a memory map of up to this many octets (address space,
-# not memory): its pages are the kernel's page cache, shared, not copied into SQLite's own
-# cache of 2 MB per connection, which a 10,000-message folder's rows and indexes outgrow
-# (a STORE on 1,000 messages then re-reads evicted pages: a quarter of its SQL time).
-# Memory-mapped indexes as Dovecot's; an I/O error reading the disk becomes SIGBUS (the
-# engine restarts; the index rebuilds if damaged) instead of an SQLite error.
-MMAP_SIZE = 256 * 1024 * 1024
-
-
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")   # UIDs handed out must survive a crash
-    conn.execute(f"PRAGMA mmap_size = {MMAP_SIZE:d}")
     return conn
 
 
