@@ -50,19 +50,28 @@ def _field_cache(account: AccountMail) -> FieldCache:
         return cache
 
 
-class StoredMessage:
-    """One message as SEARCH sees it."""
+class _Search:
+    """What every message of one SEARCH shares (one reference per message, not five)."""
 
-    __slots__ = ("_account", "_batch", "_cache", "_folder", "_headers", "_key", "_text", "meta",
-                 "recent", "seq")
+    __slots__ = ("account", "batch", "cache", "folder", "key")
 
     def __init__(self, account: AccountMail, folder: str, key: FolderKey,
-                 seq: int, meta: MessageMeta, recent: bool, batch: HeaderBatch) -> None:
-        self._account = account
-        self._folder = folder
-        self._key = key
-        self._cache = batch.cache
-        self._batch = batch
+                 batch: HeaderBatch) -> None:
+        self.account = account
+        self.folder = folder
+        self.key = key
+        self.batch = batch
+        self.cache = batch.cache
+
+
+class StoredMessage:
+    """One message as SEARCH sees it (made for each message of the folder per SEARCH: kept
+    small, its header values looked up in the account's field cache first)."""
+
+    __slots__ = ("_headers", "_search", "_text", "meta", "recent", "seq")
+
+    def __init__(self, search: _Search, seq: int, meta: MessageMeta, recent: bool) -> None:
+        self._search = search
         self.seq = seq
         self.meta = meta
         self.recent = recent
@@ -90,11 +99,13 @@ class StoredMessage:
         return self.meta.modseq
 
     def header(self, name: str) -> Sequence[str]:
-        field_key = (*self._key, self.meta.uid, name.lower())
-        cache = self._cache
+        search = self._search
+        lower = name.lower()
+        field_key = (search.key[0], search.key[1], self.meta.uid, lower)
+        cache = search.cache
         found = cache.get(field_key)
         if found is None:
-            found = tuple(self._all_headers().get(name.lower(), ()))
+            found = tuple(self._all_headers().get(lower, ()))
             with _lock:
                 cache[field_key] = found
                 while len(cache) > FIELD_CACHE_SIZE:
@@ -102,18 +113,19 @@ class StoredMessage:
         return found
 
     def headers_text(self) -> str:
-        return header_text(parse_header_fields(self._batch.header(self.meta.uid)))
+        return header_text(parse_header_fields(self._search.batch.header(self.meta.uid)))
 
     def body_text(self) -> str:
         """The decoded text parts (base64, quoted-printable and charsets undone)."""
         if self._text is None:
-            self._text = body_text(self._account.read(self._folder, self.meta.uid))
+            search = self._search
+            self._text = body_text(search.account.read(search.folder, self.meta.uid))
         return self._text
 
     def _all_headers(self) -> Headers:
         if self._headers is None:
             self._headers = {}
-            for item in parse_header_fields(self._batch.header(self.meta.uid)):
+            for item in parse_header_fields(self._search.batch.header(self.meta.uid)):
                 name = item.name.decode("ascii", "replace").lower()
                 self._headers.setdefault(name, []).append(decode_header(item.value))
         return self._headers
@@ -148,10 +160,15 @@ class HeaderBatch:
 
 def views(session: ImapSession, account: AccountMail,
           view: SelectedMailbox) -> Iterator[StoredMessage]:
-    key = (view.name, view.uidvalidity)
-    live = [(seq, meta) for seq, meta in enumerate(view.messages, start=1)
-            if not view.is_expunged(meta.uid)]
+    live = list(enumerate(view.messages, start=1))
+    if view.gone:
+        live = [(seq, meta) for seq, meta in live if not view.is_expunged(meta.uid)]
     batch = HeaderBatch(account, view.name, [meta.uid for _seq, meta in live])
+    search = _Search(account, view.name, (view.name, view.uidvalidity), batch)
     recent = frozenset() if session.rev2 else view.recent
+    if not recent:
+        for seq, meta in live:
+            yield StoredMessage(search, seq, meta, False)
+        return
     for seq, meta in live:
-        yield StoredMessage(account, view.name, key, seq, meta, meta.uid in recent, batch)
+        yield StoredMessage(search, seq, meta, meta.uid in recent)
