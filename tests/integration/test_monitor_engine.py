@@ -42,8 +42,11 @@ def test_degraded_array_mails_the_admin_once_and_the_clear(tmp_path: Path) -> No
     script = hooks / "disk-failed.d" / "50-record"
     script.write_text(f"#!/bin/sh\nenv | grep ^MAILSTEAD_ >> {seen}\n")
     script.chmod(0o755)
+    # Space thresholds at 100 %: how full the test machine's disk is must not add findings.
     with EngineProcess(tmp_path / "data", hooks__image_dir=str(hooks),
-                       monitor__short_test_hours=0, monitor__long_test_days=0) as engine:
+                       monitor__short_test_hours=0, monitor__long_test_days=0,
+                       monitor__space_warning_percent=100,
+                       monitor__space_critical_percent=100) as engine:
         engine.add_domain("example.test")
         engine.add_account(ADMIN)
         first = run_monitor(engine, FIXTURES / "vm_raid1_faulty.txt")
