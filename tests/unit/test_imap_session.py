@@ -104,6 +104,33 @@ def test_fetch_store_search_expunge(client: CoreClient) -> None:
     assert client.send("x UID FETCH 3 (FLAGS)")[0] == "* 2 FETCH (UID 3 FLAGS (\\Recent))"
 
 
+def test_search_sees_this_sessions_recent_and_not_held_back_expunges(
+        world: tuple[Path, MaildirStores, MaildirStore, Mailbox]) -> None:
+    """SEARCH's message views (`search_view.views`): \\Recent as this session holds it
+    (the first to select has them, the second not), and a message another session
+    expunged while this one could not yet be told (held back by a FETCH, RFC 9051 7.5.1)
+    matches nothing, before the EXPUNGE is reported."""
+    data_dir, stores, store, mailbox = world
+    for n in range(1, 4):
+        deliver(store, mailbox, f"message {n}", f"body number {n}")
+    first, second = CoreClient(data_dir, stores), CoreClient(data_dir, stores)
+    for c in (first, second):
+        assert c.send("a LOGIN alice@example.test secret")[-1].startswith("a OK")
+        assert c.send("s SELECT INBOX")[-1].startswith("s OK")
+    assert first.send("r SEARCH RECENT") == ["* SEARCH 1 2 3", "r OK SEARCH completed"]
+    assert first.send("o SEARCH OLD") == ["* SEARCH", "o OK SEARCH completed"]
+    assert first.send("t STORE 1 +FLAGS.SILENT (\\Seen)") == ["t OK STORE completed"]
+    assert first.send("n SEARCH NEW") == ["* SEARCH 2 3", "n OK SEARCH completed"]
+    assert second.send("r SEARCH RECENT")[::2] == ["* SEARCH", "r OK SEARCH completed"]
+    assert second.send("d STORE 2 +FLAGS.SILENT (\\Deleted)") == ["d OK STORE completed"]
+    assert second.send("e EXPUNGE") == ["* 2 EXPUNGE", "e OK EXPUNGE completed"]
+    assert first.send("f FETCH 1 (FLAGS)") == ["* 1 FETCH (FLAGS (\\Seen \\Recent))",
+                                              "f OK FETCH completed"]     # held back
+    assert first.send("x SEARCH ALL") == ["* SEARCH 1 3", "x OK SEARCH completed"]
+    assert first.send('y SEARCH SUBJECT "message"') == ["* SEARCH 1 3", "y OK SEARCH completed"]
+    assert first.send("z NOOP") == ["* 2 EXPUNGE", "z OK NOOP completed"]
+
+
 def test_body_fetch_sets_seen_unless_peek(client: CoreClient) -> None:
     client.send("s SELECT INBOX")
     peek = client.send("p FETCH 1 BODY.PEEK[HEADER.FIELDS (SUBJECT)]")
