@@ -305,21 +305,29 @@ def run_imaplib(sides: list[Side], rounds: int, messages: int) -> None:
     clients = {side.name: imaplib.IMAP4("127.0.0.1", side.port) for side in sides}
     for client in clients.values():
         client.login(USER, PASSWORD)
-    calls: dict[str, Callable[[imaplib.IMAP4], tuple[str, object]]] = {
-        "SELECT": lambda c: c.select("INBOX"),
-        "FETCH 1:* (FLAGS UID RFC822.SIZE)": lambda c: c.fetch("1:*", "(FLAGS UID RFC822.SIZE)"),
-        "UID SEARCH HEADER Subject": lambda c: c.uid("SEARCH", "HEADER", "Subject",
-                                                     f'"{NEEDLE}"'),
-        "FETCH 100 whole messages": lambda c: c.fetch(hundred(messages), "(BODY.PEEK[])")}
+    top = min(1000, messages)
+    # Each call gets the round: STORE alternates +FLAGS and -FLAGS as over the raw socket.
+    calls: dict[str, Callable[[imaplib.IMAP4, int], tuple[str, object]]] = {
+        "SELECT": lambda c, _: c.select("INBOX"),
+        "FETCH 1:* (FLAGS UID RFC822.SIZE)":
+            lambda c, _: c.fetch("1:*", "(FLAGS UID RFC822.SIZE)"),
+        "UID SEARCH HEADER Subject": lambda c, _: c.uid("SEARCH", "HEADER", "Subject",
+                                                        f'"{NEEDLE}"'),
+        "FETCH 100 whole messages": lambda c, _: c.fetch(hundred(messages), "(BODY.PEEK[])"),
+        "STORE 1:1000 ±FLAGS (\\Flagged)":
+            lambda c, r: c.store(f"1:{top}", "+FLAGS" if r % 2 == 0 else "-FLAGS",
+                                 "(\\Flagged)")}
     for round_ in range(rounds):
         for key, call in calls.items():
             for side in in_turn(sides, round_):
                 started = time.perf_counter()
-                status, _data = call(clients[side.name])
+                status, _data = call(clients[side.name], round_)
                 side.record(f"imaplib {key}", time.perf_counter() - started)
                 if status != "OK":
                     raise RuntimeError(f"{side.name} {key}: {status}")
     for client in clients.values():
+        if rounds % 2:
+            client.store(f"1:{top}", "-FLAGS.SILENT", "(\\Flagged)")
         client.logout()
 
 

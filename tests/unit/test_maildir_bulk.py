@@ -1,6 +1,7 @@
 """Bulk calls of the Maildir account for large folders: STORE on 1,000 messages (one UPDATE
-batch; then, in the background, one rename each and a directory fsync per batch), COPY and MOVE of
-1,000, `get_cached_many` and `headers_many` (the header cache that SEARCH reads)."""
+batch; then, in the background, one rename each and a directory fsync per batch of renames),
+COPY and MOVE of 1,000, `get_cached_many` and `headers_many` (the header cache that SEARCH
+reads)."""
 
 from __future__ import annotations
 
@@ -92,6 +93,31 @@ def test_store_on_a_thousand_messages(big: MaildirAccount, monkeypatch: pytest.M
     print(f"\nSTORE 1:1000 +/-FLAGS: best {min(timings) * 1000:.1f} ms, "
           f"worst {max(timings) * 1000:.1f} ms")
     fresh.close()
+    big.close()
+
+
+def test_renames_of_a_store_larger_than_a_batch(big: MaildirAccount,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A STORE on more messages than one batch renames (here 2,000 in batches of 300, the
+    last one short): each batch clears exactly its own rows' marks, so every later batch
+    still finds its files to rename, and every file ends under its row's name."""
+    monkeypatch.setattr(dirty, "BATCH", 300)
+    root = big._root
+    synced = count_directory_syncs(monkeypatch)
+    uids = list(range(1, 2001))
+    for operation, letters in ((FlagOperation.ADD, ":2,FS"), (FlagOperation.REMOVE, ":2,S")):
+        synced.clear()
+        big.store_flags(INBOX, uids, operation, FLAGGED)
+        assert big.wait_renames(10)
+        assert len(synced) == math.ceil(2000 / 300)
+        names = os.listdir(root / "cur")
+        assert len(names) == 2000
+        assert all(name.endswith(letters) for name in names)
+        with sqlite3.connect(root / INDEX_NAME) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM messages WHERE dirty IS NOT NULL"
+                                ).fetchone() == (0,)
+            rows = set(conn.execute("SELECT filename FROM messages"))
+        assert rows == {(name,) for name in names}
     big.close()
 
 

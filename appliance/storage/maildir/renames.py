@@ -6,7 +6,7 @@ Why a background thread and not "lazily, at the next command": a client that cha
 of 1,000 messages at a time (the benchmark alternates +FLAGS and -FLAGS) would pay for the
 renames of one STORE in the next, so nothing would leave the reply path. The job starts
 right after the commit (`START_DELAY` later, so the STORE's own reply is out first); its
-batches are short (`dirty.BATCH` renames and an fsync: a few ms) so a command of the same
+batches are short (`dirty.BATCH` renames and an fsync: about 10 ms) so a command of the same
 account that needs the lock waits at most one batch; a STORE builds on pending marks, and
 a write to the folder or a listing of it that comes first does the rest itself
 (`dirty.complete`), and the job then finds nothing left. (An earlier try renamed in a
@@ -164,7 +164,7 @@ class RenameSteps:
                 # leaves a mark naming a file already renamed, which `complete` just clears.
                 with cache.unsynced(self._conn), write(self._conn):
                     trusted = stamp_of(state.path) == state.stamp
-                    batch = dirty.rename_batch(self._conn, state, after)
+                    batch = dirty.rename_batch(self._conn, state, after, dirty.BATCH)
                     if batch.renamed:
                         state.stamp = own_change_stamp(state.path,
                                                        state.stamp if trusted else None)
