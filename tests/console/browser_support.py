@@ -194,20 +194,36 @@ class Browser:
         """`press(find())`, finding again when chromedriver lost the node between the two
         (right after a screenshot's device emulation is switched back, chromedriver can
         answer "Node with given id does not belong to the document": a known race of its
-        inspector, not a page change; the page is unchanged, so finding again is safe)."""
+        inspector, not a page change; the page is unchanged, so finding again is safe).
+
+        Never twice for one call: chromedriver can also raise that error after it has
+        clicked, once the click's navigation took the node away. The document the click
+        was made on is then gone (its `html` element stale), and a second find would press
+        the button of the same name on the next page (the wizard's time zone and TLS steps
+        both have "Continue": a CI run once skipped the TLS step so)."""
+        old: WebElement | None = None
         for attempt in range(3):
+            old = None
             try:
-                self.press(find())
-                return
+                old = self.driver.find_element(By.TAG_NAME, "html")
+                find().click()
+                break
             except (StaleElementReferenceException, WebDriverException) as exc:
                 if attempt == 2 or (not isinstance(exc, StaleElementReferenceException) and \
                         "does not belong to the document" not in str(exc)):
                     raise
+                if old is not None and expected_conditions.staleness_of(old)(self.driver):
+                    break                   # the click went through: its page is loading
                 time.sleep(0.2)
+        assert old is not None              # the loop ends by a break or a raise
+        self._wait_for_new_page(old)
 
     def press(self, element: WebElement) -> None:
         old = self.driver.find_element(By.TAG_NAME, "html")
         element.click()
+        self._wait_for_new_page(old)
+
+    def _wait_for_new_page(self, old: WebElement) -> None:
         try:
             WebDriverWait(self.driver, PAGE_TIMEOUT).until(expected_conditions.staleness_of(old))
             WebDriverWait(self.driver, PAGE_TIMEOUT).until(
