@@ -166,9 +166,5 @@ def views(session: ImapSession, account: AccountMail,
     batch = HeaderBatch(account, view.name, [meta.uid for _seq, meta in live])
     search = _Search(account, view.name, (view.name, view.uidvalidity), batch)
     recent = frozenset() if session.rev2 else view.recent
-    if not recent:
-        for seq, meta in live:
-            yield StoredMessage(search, seq, meta, False)
-        return
     for seq, meta in live:
         yield StoredMessage(search, seq, meta, meta.uid in recent)

@@ -191,10 +191,11 @@ class Browser:
         self._press_found(find)
 
     def _press_found(self, find: Callable[[], WebElement]) -> None:
-        """`press(find())`, finding again when chromedriver lost the node between the two
-        (right after a screenshot's device emulation is switched back, chromedriver can
-        answer "Node with given id does not belong to the document": a known race of its
-        inspector, not a page change; the page is unchanged, so finding again is safe).
+        """Click `find()` and wait for the next page, finding again when chromedriver lost
+        the node between the two (right after a screenshot's device emulation is switched
+        back, chromedriver can answer "Node with given id does not belong to the document":
+        a known race of its inspector, not a page change; the page is unchanged, so finding
+        again is safe).
 
         Never twice for one call: chromedriver can also raise that error after it has
         clicked, once the click's navigation took the node away. The document the click
@@ -216,11 +217,6 @@ class Browser:
                     break                   # the click went through: its page is loading
                 time.sleep(0.2)
         assert old is not None              # the loop ends by a break or a raise
-        self._wait_for_new_page(old)
-
-    def press(self, element: WebElement) -> None:
-        old = self.driver.find_element(By.TAG_NAME, "html")
-        element.click()
         self._wait_for_new_page(old)
 
     def _wait_for_new_page(self, old: WebElement) -> None:
