@@ -16,11 +16,14 @@ counts for its command) and through imaplib (what a Python client sees):
 
 - SELECT INBOX; FETCH 1:* (FLAGS UID RFC822.SIZE); UID SEARCH HEADER Subject <needle>;
   FETCH of 100 whole messages (BODY.PEEK[] of every 100th); STORE +FLAGS / -FLAGS (\\Flagged)
-  on 1:1000 (alternating, so every round changes 1,000 messages); over the raw socket also
+  on 1:1000 (alternating, so every round changes 1,000 messages; its server CPU once more
+  with the work it leaves for the next syncs, `syncs_left`); over the raw socket also
   UID FETCH of one whole message (what mbsync sends per message) and NOOP: a command's
   fixed cost (these two 25 times in a row per round, the round's figure their median),
   and both again 40 at a time in one write (pipelined, as mbsync keeps several in flight),
   per command;
+- whether both answer FETCH 1:* and the FETCH of 100 whole messages with the same octets
+  (then a client that parses them spends the same on either);
 - a full `mbsync` (isync) pull of the mailbox into an empty local Maildir;
 - RSS with `--idle` connections logged in, INBOX selected, and idle: the engine's process
   tree against Dovecot's (master, login and imap processes).
@@ -122,8 +125,9 @@ class RawImap:
         self.counter = 0
         self.reader.readline()
 
-    def command(self, text: str) -> tuple[float, bytes]:
-        """Send `text`; return (seconds until the tagged reply, that reply line)."""
+    def command(self, text: str, keep: list[bytes] | None = None) -> tuple[float, bytes]:
+        """Send `text`; return (seconds until the tagged reply, that reply line). `keep`
+        gets every octet of the answer before the tagged line (untagged lines, literals)."""
         self.counter += 1
         tag = f"r{self.counter}".encode()
         started = time.perf_counter()
@@ -134,13 +138,17 @@ class RawImap:
                 raise ConnectionError("server closed the connection")
             while line.endswith(b"}\r\n"):           # a literal: skip its octets
                 size = int(line[line.rindex(b"{") + 1:-3].rstrip(b"+"))
-                self.reader.read(size)
+                literal = self.reader.read(size)
+                if keep is not None:
+                    keep += (line, literal)
                 line = self.reader.readline()
             if line.startswith(tag + b" "):
                 elapsed = time.perf_counter() - started
                 if not line.startswith(tag + b" OK"):
                     raise RuntimeError(f"{text!r}: {line!r}")
                 return elapsed, line
+            if keep is not None:
+                keep.append(line)
 
     def pipelined(self, texts: list[str]) -> float:
         """Send all of `texts` at once (one write, as a client keeping several commands
@@ -181,6 +189,8 @@ class Side:
     pids: Callable[[], list[int]]
     results: dict[str, list[float]] = field(default_factory=dict)
     rss_idle: int = 0
+    # The untagged answer to each command of `ANSWERS_COMPARED`, as this side sent it.
+    answers: dict[str, bytes] = field(default_factory=dict)
     pss_idle: int = 0
 
     def record(self, key: str, seconds: float) -> None:
@@ -212,6 +222,15 @@ REPEAT = {"UID FETCH 1 whole message": 25, "NOOP": 25}
 # What mbsync sends when it downloads: several one-message FETCHes in flight (here 40 sent
 # in one write, different messages each round); per command.
 PIPELINED = 40
+
+
+STORE_KEY = "STORE 1:1000 ±FLAGS (\\Flagged)"
+# Seconds after a STORE by which Dovecot lists cur/ again at the next sync (`syncs_left`):
+# cur/'s mtime in whole seconds, then MAILDIR_SYNC_SECS (1) must have passed.
+DIRTY_SECONDS = 2.1
+# Commands whose untagged answers are compared octet for octet between the two sides (in the
+# report): where a client's parsing sets the pace, identical answers cost it the same.
+ANSWERS_COMPARED = ("FETCH 1:* (FLAGS UID RFC822.SIZE)", "FETCH 100 whole messages")
 
 
 def server_cpu(side: Side) -> float:
@@ -256,6 +275,25 @@ def settled_cpu(side: Side, quiet: float = 0.1, limit: float = 3.0,
     return last
 
 
+def syncs_left(side: Side, client: RawImap, since: float) -> float:
+    """Server CPU a command (answered at `since`, `time.perf_counter`) leaves for the syncs
+    after it: two NOOPs, each followed by `settled_cpu`'s wait, the second one
+    `DIRTY_SECONDS` after the command, less two NOOPs' own cost (this round's "server CPU
+    NOOP"). Dovecot renames STORE's files itself, but it cannot tell its own renames from
+    another tool's within the second of cur/'s new mtime: it keeps that mtime as
+    `dirty_cur_time` and lists cur/ again (10,000 names) at the first sync more than
+    MAILDIR_SYNC_SECS (1 s) later (maildir-sync.c). Without this, that share of its STORE
+    lands on a later row (its pipelined NOOPs), while ours -- the renames after the reply,
+    `settled_cpu` -- is on STORE's."""
+    noop = side.results["server CPU NOOP"][-1]
+    before = server_cpu(side)
+    client.command("NOOP")
+    settled_cpu(side)
+    time.sleep(max(0.0, since + DIRTY_SECONDS - time.perf_counter()))
+    client.command("NOOP")
+    return settled_cpu(side) - before - 2 * noop
+
+
 def in_turn(sides: list[Side], round_: int) -> list[Side]:
     """The sides in the order they run in `round_`: each operation runs on one server
     right after the other, first one first, then the other (load that comes and goes on
@@ -271,19 +309,27 @@ def run_raw(sides: list[Side], rounds: int, messages: int) -> None:
         client.command("FETCH 1:* (FLAGS UID RFC822.SIZE)")
         client.command("FETCH 1:* (ENVELOPE)")
         client.command(f'UID SEARCH HEADER Subject "{NEEDLE}"')   # both cache headers
+    for side in sides:
+        for key in ANSWERS_COMPARED:
+            kept: list[bytes] = []
+            clients[side.name].command(operations(messages)[key], kept)
+            side.answers[key] = b"".join(kept)
     top = min(1000, messages)
     for round_ in range(rounds):
         sign = "+" if round_ % 2 == 0 else "-"
-        texts = {**operations(messages),
-                 "STORE 1:1000 ±FLAGS (\\Flagged)": f"STORE 1:{top} {sign}FLAGS (\\Flagged)"}
+        texts = {**operations(messages), STORE_KEY: f"STORE 1:{top} {sign}FLAGS (\\Flagged)"}
         for key, text in texts.items():
             for side in in_turn(sides, round_):
                 client = clients[side.name]
                 repeat = REPEAT.get(key, 1)
-                cpu_before = server_cpu(side)
+                cpu_before, sent_at = server_cpu(side), time.perf_counter()
                 walls = [client.command(text)[0] for _ in range(repeat)]
-                side.record(f"server CPU {key}", (settled_cpu(side) - cpu_before) / repeat)
+                cpu = (settled_cpu(side) - cpu_before) / repeat
+                side.record(f"server CPU {key}", cpu)
                 side.record(f"raw {key}", statistics.median(walls))
+                if key == STORE_KEY:
+                    left = syncs_left(side, client, sent_at + sum(walls))
+                    side.record(f"server CPU {key}, the syncs it leaves included", cpu + left)
         for key, shape in (("40 UID FETCH 1 whole message pipelined, per command",
                             "UID FETCH {} (BODY.PEEK[])"),
                            ("40 NOOP pipelined, per command", "NOOP")):
@@ -314,7 +360,7 @@ def run_imaplib(sides: list[Side], rounds: int, messages: int) -> None:
         "UID SEARCH HEADER Subject": lambda c, _: c.uid("SEARCH", "HEADER", "Subject",
                                                         f'"{NEEDLE}"'),
         "FETCH 100 whole messages": lambda c, _: c.fetch(hundred(messages), "(BODY.PEEK[])"),
-        "STORE 1:1000 ±FLAGS (\\Flagged)":
+        STORE_KEY:
             lambda c, r: c.store(f"1:{top}", "+FLAGS" if r % 2 == 0 else "-FLAGS",
                                  "(\\Flagged)")}
     for round_ in range(rounds):
@@ -435,11 +481,23 @@ def report(sides: list[Side], args: argparse.Namespace) -> str:
         if len(values) == 2 and values[0] and values[1]:
             row += f"{values[0] / values[1]:12.2f}"
         lines.append(row)
+    if len(sides) == 2:
+        for key in ANSWERS_COMPARED:
+            ours, theirs = (side.answers[key] for side in sides)
+            verdict = ("identical" if ours == theirs
+                       else f"differ from octet {_first_difference(ours, theirs)}")
+            lines.append(f"untagged answer to {key}: {verdict} "
+                         f"({len(ours):,} / {len(theirs):,} octets)")
     lines.append(f"{'RSS with ' + str(args.idle) + ' idle connections (MB)':48}"
                  + "".join(f"{s.rss_idle / 1e6:12.0f}" for s in sides))
     lines.append(f"{'PSS with ' + str(args.idle) + ' idle connections (MB)':48}"
                  + "".join(f"{s.pss_idle / 1e6:12.0f}" for s in sides))
     return "\n".join(lines)
+
+
+def _first_difference(ours: bytes, theirs: bytes) -> int:
+    return next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b),
+                min(len(ours), len(theirs)))
 
 
 def _ms(value: float | None) -> str:
