@@ -190,9 +190,9 @@ class Side:
     pids: Callable[[], list[int]]
     results: dict[str, list[float]] = field(default_factory=dict)
     rss_idle: int = 0
+    pss_idle: int = 0
     # The untagged answer to each command of `ANSWERS_COMPARED`, as this side sent it.
     answers: dict[str, bytes] = field(default_factory=dict)
-    pss_idle: int = 0
 
     def record(self, key: str, seconds: float) -> None:
         self.results.setdefault(key, []).append(seconds)
@@ -507,6 +507,7 @@ def report(sides: list[Side], args: argparse.Namespace) -> str:
 
 
 def _first_difference(ours: bytes, theirs: bytes) -> int:
+    """The offset of the first octet where two answers differ (or where the shorter ends)."""
     return next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b),
                 min(len(ours), len(theirs)))
 
