@@ -223,7 +223,7 @@ REPEAT = {"UID FETCH 1 whole message": 25, "NOOP": 25}
 # Through imaplib each command but STORE (which alternates by round) runs this many times
 # per round, the two sides taking turns, the round's figure the median: where the client's
 # parsing sets the pace and both answers are the same octets, one sample per round is
-# mostly the host's noise (imaplib FETCH 1:*, ratios of 7-20 rounds within one morning:
+# mostly the host's noise (imaplib FETCH 1:*, ratios of 7-40 rounds within one morning:
 # 0.88 to 1.16).
 IMAPLIB_REPEAT = 5
 # What mbsync sends when it downloads: several one-message FETCHes in flight (here 40 sent
