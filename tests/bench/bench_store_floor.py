@@ -29,14 +29,12 @@ import argparse
 import os
 import resource
 import shutil
-import sqlite3
 import statistics
 import sys
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))   # the repository: appliance
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/, as pytest would
 
 from bench.bench_imap import (
@@ -46,6 +44,7 @@ from bench.bench_imap import (
     Side,
     dovecot_side,
     ensure_tools,
+    in_turn,
     mailstead_side,
     make_maildir,
     server_cpu,
@@ -122,8 +121,9 @@ def main() -> None:
         make_maildir(source, 10_000)
         shutil.copytree(source, workdir / "floor")
         (workdir / "floor-index").mkdir()
-        floor = Floor(workdir / "floor", workdir / "floor-index")
         with ExitStack() as stack:
+            floor = Floor(workdir / "floor", workdir / "floor-index")
+            stack.callback(floor.close)
             sides = [stack.enter_context(mailstead_side(workdir, source)),
                      stack.enter_context(dovecot_side(workdir, source))]
             clients = {side.name: RawImap(side.port) for side in sides}
@@ -133,14 +133,11 @@ def main() -> None:
                 client.command("FETCH 1:* (FLAGS UID RFC822.SIZE)")
             for round_ in range(args.rounds):
                 add = round_ % 2 == 0
-                for side in sides if add else sides[::-1]:
+                for side in in_turn(sides, round_):
                     results[side.name].append(server_store(side, clients[side.name], add))
                 results["floor"].append(floor.store(add))
             for client in clients.values():
                 client.close()
-        floor.close()
-    except sqlite3.Error as exc:
-        raise SystemExit(f"floor index: {exc}") from exc
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"STORE 1:{STORED} ±FLAGS (\\Flagged) on 10,000 messages, {args.rounds} rounds, "
