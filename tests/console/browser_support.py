@@ -28,7 +28,6 @@ from selenium.common.exceptions import (
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
@@ -45,6 +44,9 @@ ARTIFACTS_ENV = "MAILSTEAD_TEST_ARTIFACTS"
 SIZES: dict[str, tuple[int, int, bool]] = {"laptop": (1366, 800, False),
                                            "phone": (390, 844, True)}
 PAGE_TIMEOUT = 30.0
+# chromedriver's inspector race (see `Browser._press_found`): a node it briefly cannot
+# resolve, while the page is switched back from a screenshot's emulation or is changing.
+NODE_LOST = "does not belong to the document"
 # [the page's scroll width, the boxes inside it whose content is wider than they are]
 OVERFLOW_SCRIPT = """
 const wide = [];
@@ -211,17 +213,34 @@ class Browser:
                 break
             except (StaleElementReferenceException, WebDriverException) as exc:
                 if attempt == 2 or (not isinstance(exc, StaleElementReferenceException) and \
-                        "does not belong to the document" not in str(exc)):
+                        NODE_LOST not in str(exc)):
                     raise
-                if old is not None and expected_conditions.staleness_of(old)(self.driver):
+                if old is not None and self._document_gone(old):
                     break                   # the click went through: its page is loading
                 time.sleep(0.2)
         assert old is not None              # the loop ends by a break or a raise
         self._wait_for_new_page(old)
 
+    def _document_gone(self, old: WebElement) -> bool:
+        """Whether the document whose `html` element is `old` has been replaced, as
+        selenium's `staleness_of` asks, but asking again (up to `PAGE_TIMEOUT`) while
+        chromedriver answers with its inspector race (`NODE_LOST`) instead of yes or no:
+        it does so for the old page's node while a click's navigation is under way."""
+        deadline = time.monotonic() + PAGE_TIMEOUT
+        while True:
+            try:
+                old.is_enabled()
+                return False
+            except StaleElementReferenceException:
+                return True
+            except WebDriverException as exc:
+                if NODE_LOST not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
+
     def _wait_for_new_page(self, old: WebElement) -> None:
         try:
-            WebDriverWait(self.driver, PAGE_TIMEOUT).until(expected_conditions.staleness_of(old))
+            WebDriverWait(self.driver, PAGE_TIMEOUT).until(lambda _d: self._document_gone(old))
             WebDriverWait(self.driver, PAGE_TIMEOUT).until(
                 lambda d: d.execute_script("return document.readyState") == "complete")
         except TimeoutException:
